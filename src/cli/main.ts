@@ -1,0 +1,30 @@
+import { Command, CommanderError } from 'commander';
+import { PgfError } from '../errors/index.js';
+
+export function buildProgram(): Command {
+  const program = new Command('pgforever')
+    .description('incremental-forever physical backups with point-in-time recovery for PostgreSQL')
+    .version('0.1.0')
+    .exitOverride()
+    .showHelpAfterError();
+  return program;
+}
+
+/** Runs the CLI and returns the process exit status (CLI.md: 0 ok, 1 operational, 2 usage). */
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      return err.exitCode === 0 ? 0 : 2;
+    }
+    if (err instanceof PgfError) {
+      process.stderr.write(`pgforever: ${err.code}: ${err.message}\n`);
+      return err.exitCode;
+    }
+    process.stderr.write(`pgforever: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,53 @@
+/**
+ * The typed facade over the napi addon: the only module that loads it. Errors from Rust arrive as
+ * `CODE: message` and leave here as PgfError with the same code.
+ */
+import { createRequire } from 'node:module';
+import { PgfError, errorCodes, type ErrorCode } from '../errors/index.js';
+
+type Binding = typeof import('./binding.js');
+
+// Resolved from the package root so the same path works from src/ (tests) and dist/ (built CLI):
+// both sit two levels below it, and the generated loader stays where `napi build` writes it.
+const require = createRequire(import.meta.url);
+
+function loadBinding(): Binding {
+  try {
+    return require('../../src/native/binding.cjs') as Binding;
+  } catch (cause) {
+    throw new PgfError(
+      'NATIVE_UNAVAILABLE',
+      'the pgforever native addon could not be loaded; reinstall the package (npm install) or build it with `npm run build:native`',
+      { cause },
+    );
+  }
+}
+
+const binding = loadBinding();
+
+export function fromNativeError(err: unknown): PgfError {
+  const message = err instanceof Error ? err.message : String(err);
+  const match = /^([A-Z_]+): (.*)$/s.exec(message);
+  if (match && match[1]! in errorCodes) {
+    return new PgfError(match[1] as ErrorCode, match[2]!, { cause: err });
+  }
+  return new PgfError('NATIVE_UNKNOWN', message, { cause: err });
+}
+
+function call<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw fromNativeError(err);
+  }
+}
+
+async function callAsync<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw fromNativeError(err);
+  }
+}
+
+export const native = { binding, call, callAsync };

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole test suite: install what is missing, build, then Rust tests and the TypeScript suite
+# (unit and integration; integration tests start their own PostgreSQL and S3 servers).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+bash test/setup/install.sh
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo test --workspace --quiet
+npx tsc --noEmit -p tsconfig.json
+npx vitest run
