@@ -22,6 +22,8 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
+bash test/setup/install-s3.sh
+
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
 fi

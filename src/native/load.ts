@@ -1,5 +1,5 @@
 /**
- * The typed facade over the napi addon: the only module that loads it. Errors from Rust arrive as
+ * Loads the napi addon (the only place that does) and turns its errors into PgfError. Errors from Rust arrive as
  * `CODE: message` and leave here as PgfError with the same code.
  */
 import { createRequire } from 'node:module';
@@ -50,4 +50,4 @@ async function callAsync<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-export const native = { binding, call, callAsync };
+export { binding, call, callAsync };
