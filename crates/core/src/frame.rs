@@ -1,1 +1,311 @@
-//! (to be written)
+//! Self-describing zstd frames: how one extent or one WAL segment is stored.
+//!
+//! Layout (all integers little-endian), a 24-byte header then the payload:
+//!
+//! | bytes  | field                                                                 |
+//! |--------|-----------------------------------------------------------------------|
+//! | 0..4   | magic `PGFZ`                                                          |
+//! | 4      | format version (1)                                                    |
+//! | 5      | flags: bit 0 = payload is the raw bytes (zstd did not shrink them)    |
+//! | 6      | zstd level the frame was written with (1..=19)                        |
+//! | 7      | reserved, 0                                                           |
+//! | 8..12  | raw length                                                            |
+//! | 12..16 | payload length                                                        |
+//! | 16..20 | CRC-32C of the raw bytes                                              |
+//! | 20..24 | CRC-32C of bytes 0..20                                                |
+//!
+//! The header has its own CRC so that a damaged length or flag is reported as damage before any
+//! allocation or decompression depends on it, and [`read_header`] can be trusted on its own.
+//! Decoding checks everything and returns FRAME_CORRUPT / FRAME_TRUNCATED / FRAME_VERSION, never
+//! bad data. Later versions must keep bytes 0..5 (magic and version) where they are.
+
+use std::cell::RefCell;
+
+use crate::error::{CoreError, ErrorCode, Result};
+use crate::extent::EXTENT_BYTES;
+
+pub const MAGIC: [u8; 4] = *b"PGFZ";
+pub const FORMAT_VERSION: u8 = 1;
+pub const HEADER_BYTES: usize = 24;
+pub const MIN_LEVEL: i32 = 1;
+pub const MAX_LEVEL: i32 = 19;
+/// The largest raw length a frame may claim: the largest WAL segment PostgreSQL allows (1 GiB).
+pub const MAX_RAW_BYTES: usize = 1 << 30;
+
+const FLAG_RAW: u8 = 0x01;
+const KNOWN_FLAGS: u8 = FLAG_RAW;
+
+/// A decoded, verified frame header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameHeader {
+    pub version: u8,
+    /// The payload is the raw bytes, stored as is because zstd did not make them smaller.
+    pub stored_raw: bool,
+    pub level: i32,
+    pub raw_length: usize,
+    pub payload_length: usize,
+    pub raw_crc32c: u32,
+}
+
+impl FrameHeader {
+    /// Header plus payload: where the next frame starts when frames are laid end to end.
+    pub fn frame_length(&self) -> usize {
+        HEADER_BYTES + self.payload_length
+    }
+}
+
+fn corrupt(message: impl Into<String>) -> CoreError {
+    CoreError::new(ErrorCode::FrameCorrupt, message)
+}
+
+fn u32_at(b: &[u8; HEADER_BYTES], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Reads and verifies the header at the start of `bytes` (which may hold more than one frame),
+/// without touching the payload.
+pub fn read_header(bytes: &[u8]) -> Result<FrameHeader> {
+    let magic_seen = &bytes[..bytes.len().min(MAGIC.len())];
+    if magic_seen != &MAGIC[..magic_seen.len()] {
+        return Err(corrupt("not a pgforever frame (bad magic)"));
+    }
+    let head: &[u8; HEADER_BYTES] = bytes
+        .get(..HEADER_BYTES)
+        .and_then(|head| head.try_into().ok())
+        .ok_or_else(|| {
+            CoreError::new(
+                ErrorCode::FrameTruncated,
+                format!(
+                    "a frame header is {HEADER_BYTES} bytes, only {} present",
+                    bytes.len()
+                ),
+            )
+        })?;
+    let version = head[4];
+    if version == 0 {
+        return Err(corrupt("frame header damaged (version 0)"));
+    }
+    if version != FORMAT_VERSION {
+        return Err(CoreError::new(
+            ErrorCode::FrameVersion,
+            format!(
+                "frame format version {version}, this build reads version {FORMAT_VERSION}: written by a newer pgforever (upgrade) or damaged"
+            ),
+        ));
+    }
+    if crc32c::crc32c(&head[..20]) != u32_at(head, 20) {
+        return Err(corrupt("frame header checksum mismatch"));
+    }
+    let flags = head[5];
+    if flags & !KNOWN_FLAGS != 0 || head[7] != 0 {
+        return Err(CoreError::new(
+            ErrorCode::FrameVersion,
+            format!(
+                "frame uses features this build does not know (flags {flags:#04x}); upgrade pgforever"
+            ),
+        ));
+    }
+    let header = FrameHeader {
+        version,
+        stored_raw: flags & FLAG_RAW != 0,
+        level: i32::from(head[6]),
+        raw_length: u32_at(head, 8) as usize,
+        payload_length: u32_at(head, 12) as usize,
+        raw_crc32c: u32_at(head, 16),
+    };
+    if !(MIN_LEVEL..=MAX_LEVEL).contains(&header.level) {
+        return Err(corrupt(format!(
+            "frame records zstd level {}, outside {MIN_LEVEL}..={MAX_LEVEL}",
+            header.level
+        )));
+    }
+    if header.raw_length > MAX_RAW_BYTES {
+        return Err(corrupt(format!(
+            "frame claims {} raw bytes, more than any extent or WAL segment",
+            header.raw_length
+        )));
+    }
+    if header.stored_raw && header.payload_length != header.raw_length {
+        return Err(corrupt(
+            "raw-stored frame whose payload and raw lengths differ",
+        ));
+    }
+    Ok(header)
+}
+
+fn check_level(level: i32) -> Result<()> {
+    if (MIN_LEVEL..=MAX_LEVEL).contains(&level) {
+        Ok(())
+    } else {
+        Err(CoreError::new(
+            ErrorCode::InvalidArgument,
+            format!("zstd level {level} is outside {MIN_LEVEL}..={MAX_LEVEL}"),
+        ))
+    }
+}
+
+thread_local! {
+    // zstd contexts are costly to set up relative to one 128 KiB extent; each libuv worker keeps
+    // its own and reuses it across calls.
+    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { RefCell::new(None) };
+}
+
+fn zstd_error(what: &str, err: std::io::Error) -> CoreError {
+    CoreError::new(ErrorCode::Compression, format!("zstd {what}: {err}"))
+}
+
+/// Compresses `raw` (at most [`MAX_RAW_BYTES`]) into one frame at zstd `level` (1..=19).
+pub fn compress(raw: &[u8], level: i32) -> Result<Vec<u8>> {
+    check_level(level)?;
+    if raw.len() > MAX_RAW_BYTES {
+        return Err(CoreError::new(
+            ErrorCode::BufferLength,
+            format!(
+                "{} bytes is more than one frame holds ({MAX_RAW_BYTES})",
+                raw.len()
+            ),
+        ));
+    }
+    let mut frame = vec![0u8; HEADER_BYTES + zstd::zstd_safe::compress_bound(raw.len())];
+    let compressed = COMPRESSOR.with(|cell| -> Result<usize> {
+        let mut slot = cell.borrow_mut();
+        let compressor = match &mut *slot {
+            Some((current, compressor)) => {
+                if *current != level {
+                    compressor
+                        .set_compression_level(level)
+                        .map_err(|e| zstd_error("level", e))?;
+                    *current = level;
+                }
+                compressor
+            }
+            empty => {
+                let compressor =
+                    zstd::bulk::Compressor::new(level).map_err(|e| zstd_error("context", e))?;
+                &mut empty.insert((level, compressor)).1
+            }
+        };
+        compressor
+            .compress_to_buffer(raw, &mut frame[HEADER_BYTES..])
+            .map_err(|e| zstd_error("compression", e))
+    })?;
+    let stored_raw = compressed >= raw.len();
+    if stored_raw {
+        frame.truncate(HEADER_BYTES);
+        frame.extend_from_slice(raw);
+    } else {
+        frame.truncate(HEADER_BYTES + compressed);
+    }
+    let payload_length = frame.len() - HEADER_BYTES;
+    let mut head = [0u8; HEADER_BYTES];
+    head[..4].copy_from_slice(&MAGIC);
+    head[4] = FORMAT_VERSION;
+    head[5] = if stored_raw { FLAG_RAW } else { 0 };
+    head[6] = level as u8;
+    // Both lengths are at most MAX_RAW_BYTES (raw checked above; payload <= raw).
+    head[8..12].copy_from_slice(&(raw.len() as u32).to_le_bytes());
+    head[12..16].copy_from_slice(&(payload_length as u32).to_le_bytes());
+    head[16..20].copy_from_slice(&crc32c::crc32c(raw).to_le_bytes());
+    let header_crc = crc32c::crc32c(&head[..20]);
+    head[20..24].copy_from_slice(&header_crc.to_le_bytes());
+    frame[..HEADER_BYTES].copy_from_slice(&head);
+    Ok(frame)
+}
+
+/// Decodes exactly one frame (`frame` holds it and nothing else) and returns the raw bytes,
+/// verified against the recorded length and CRC-32C.
+pub fn decompress(frame: &[u8]) -> Result<Vec<u8>> {
+    let header = read_header(frame)?;
+    let payload = &frame[HEADER_BYTES..];
+    if payload.len() < header.payload_length {
+        return Err(CoreError::new(
+            ErrorCode::FrameTruncated,
+            format!(
+                "frame payload is {} bytes, only {} present",
+                header.payload_length,
+                payload.len()
+            ),
+        ));
+    }
+    if payload.len() > header.payload_length {
+        return Err(corrupt(format!(
+            "{} bytes follow the frame's payload",
+            payload.len() - header.payload_length
+        )));
+    }
+    let raw = if header.stored_raw {
+        payload.to_vec()
+    } else {
+        let mut raw = vec![0u8; header.raw_length];
+        let written = DECOMPRESSOR.with(|cell| -> Result<usize> {
+            let mut slot = cell.borrow_mut();
+            let decompressor = match &mut *slot {
+                Some(decompressor) => decompressor,
+                empty => empty
+                    .insert(zstd::bulk::Decompressor::new().map_err(|e| zstd_error("context", e))?),
+            };
+            // Bytes that are not one zstd frame of at most raw_length bytes fail here.
+            decompressor
+                .decompress_to_buffer(payload, &mut raw[..])
+                .map_err(|e| corrupt(format!("frame payload does not decompress: {e}")))
+        })?;
+        if written != header.raw_length {
+            return Err(corrupt(format!(
+                "frame payload decompresses to {written} bytes, header says {}",
+                header.raw_length
+            )));
+        }
+        raw
+    };
+    if crc32c::crc32c(&raw) != header.raw_crc32c {
+        return Err(corrupt("frame contents fail their CRC-32C"));
+    }
+    Ok(raw)
+}
+
+/// [`compress`] for many buffers at once (one crossing from JavaScript for a batch).
+pub fn compress_many(raws: &[&[u8]], level: i32) -> Result<Vec<Vec<u8>>> {
+    check_level(level)?;
+    raws.iter().map(|raw| compress(raw, level)).collect()
+}
+
+/// Frames for the extents of `chunk` (cut into 128 KiB extents as in the scan) whose positions
+/// are listed in `extents`, in that order.
+pub fn compress_extents(chunk: &[u8], extents: &[u32], level: i32) -> Result<Vec<Vec<u8>>> {
+    check_level(level)?;
+    let count = chunk.len().div_ceil(EXTENT_BYTES);
+    extents
+        .iter()
+        .map(|&index| {
+            let start = index as usize * EXTENT_BYTES;
+            let extent = chunk
+                .get(start..chunk.len().min(start + EXTENT_BYTES))
+                .filter(|_| (index as usize) < count)
+                .ok_or_else(|| {
+                    CoreError::new(
+                        ErrorCode::InvalidArgument,
+                        format!("extent {index} is past the chunk's {count} extents"),
+                    )
+                })?;
+            compress(extent, level)
+        })
+        .collect()
+}
+
+/// [`decompress`] for many frames; the first bad frame fails the batch, named by its position.
+pub fn decompress_many(frames: &[&[u8]]) -> Result<Vec<Vec<u8>>> {
+    frames
+        .iter()
+        .enumerate()
+        .map(|(i, frame)| {
+            decompress(frame)
+                .map_err(|err| CoreError::new(err.code, format!("frame {i}: {}", err.message)))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

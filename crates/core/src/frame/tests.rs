@@ -1,0 +1,276 @@
+use super::*;
+use crate::page::tests::Rng;
+
+const HEAP: &[u8] = include_bytes!("../page/testdata/heap-1000.page");
+
+fn compressible(len: usize) -> Vec<u8> {
+    HEAP.iter().copied().cycle().take(len).collect()
+}
+
+fn random(len: usize, seed: u64) -> Vec<u8> {
+    let mut bytes = vec![0u8; len];
+    Rng::new(seed).fill(&mut bytes);
+    bytes
+}
+
+/// Recomputes the header CRC after a test edits header fields, so only the edit is "wrong".
+fn reseal(frame: &mut [u8]) {
+    let crc = crc32c::crc32c(&frame[..20]);
+    frame[20..24].copy_from_slice(&crc.to_le_bytes());
+}
+
+fn code(result: Result<Vec<u8>>) -> ErrorCode {
+    result.expect_err("expected an error").code
+}
+
+#[test]
+fn round_trips_at_every_level() {
+    let raw = compressible(EXTENT_BYTES);
+    for level in MIN_LEVEL..=MAX_LEVEL {
+        let frame = compress(&raw, level).unwrap();
+        let header = read_header(&frame).unwrap();
+        assert_eq!(header.level, level);
+        assert!(!header.stored_raw);
+        assert_eq!(header.raw_length, raw.len());
+        assert_eq!(header.frame_length(), frame.len());
+        assert!(frame.len() < raw.len() / 2, "level {level}");
+        assert_eq!(decompress(&frame).unwrap(), raw);
+    }
+}
+
+#[test]
+fn incompressible_and_tiny_inputs_are_stored_raw() {
+    for raw in [random(EXTENT_BYTES, 1), vec![], vec![42]] {
+        let frame = compress(&raw, 3).unwrap();
+        let header = read_header(&frame).unwrap();
+        assert!(header.stored_raw, "{} bytes", raw.len());
+        assert_eq!(header.payload_length, raw.len());
+        assert_eq!(&frame[HEADER_BYTES..], &raw[..]);
+        assert_eq!(header.raw_crc32c, crc32c::crc32c(&raw));
+        assert_eq!(decompress(&frame).unwrap(), raw);
+    }
+}
+
+#[test]
+fn header_layout_is_as_documented() {
+    let raw = compressible(10_000);
+    let frame = compress(&raw, 6).unwrap();
+    assert_eq!(&frame[..4], b"PGFZ");
+    assert_eq!(frame[4], 1);
+    assert_eq!(frame[5], 0);
+    assert_eq!(frame[6], 6);
+    assert_eq!(frame[7], 0);
+    assert_eq!(u32::from_le_bytes(frame[8..12].try_into().unwrap()), 10_000);
+    assert_eq!(
+        u32::from_le_bytes(frame[12..16].try_into().unwrap()) as usize,
+        frame.len() - HEADER_BYTES
+    );
+    assert_eq!(
+        u32::from_le_bytes(frame[16..20].try_into().unwrap()),
+        crc32c::crc32c(&raw)
+    );
+    assert_eq!(
+        u32::from_le_bytes(frame[20..24].try_into().unwrap()),
+        crc32c::crc32c(&frame[..20])
+    );
+}
+
+#[test]
+fn levels_outside_1_to_19_are_invalid_arguments() {
+    for level in [i32::MIN, -5, 0, 20, 22, i32::MAX] {
+        assert_eq!(code(compress(b"x", level)), ErrorCode::InvalidArgument);
+        assert_eq!(
+            compress_many(&[b"x"], level).unwrap_err().code,
+            ErrorCode::InvalidArgument
+        );
+    }
+}
+
+#[test]
+fn every_truncation_is_reported_as_truncated() {
+    for raw in [compressible(30_000), random(3_000, 2)] {
+        let frame = compress(&raw, 3).unwrap();
+        for len in 0..frame.len() {
+            assert_eq!(
+                code(decompress(&frame[..len])),
+                ErrorCode::FrameTruncated,
+                "cut at {len}"
+            );
+        }
+    }
+}
+
+#[test]
+fn trailing_bytes_are_corruption() {
+    let mut frame = compress(&compressible(5_000), 3).unwrap();
+    frame.push(0);
+    assert_eq!(code(decompress(&frame)), ErrorCode::FrameCorrupt);
+}
+
+#[test]
+fn every_byte_flip_is_detected_or_harmless() {
+    // A flip may land on zstd bits that do not change the output (padding, redundant table
+    // bits); then the raw bytes come back intact. Otherwise it must be an error, never bad data.
+    let mut harmless = 0;
+    for raw in [compressible(20_000), random(2_000, 3)] {
+        let frame = compress(&raw, 3).unwrap();
+        for at in 0..frame.len() {
+            for flip in [0x01, 0x80, 0xFF] {
+                let mut bad = frame.clone();
+                bad[at] ^= flip;
+                match decompress(&bad) {
+                    Ok(out) => {
+                        assert!(
+                            out == raw,
+                            "byte {at} ^ {flip:#x} decoded to different bytes"
+                        );
+                        assert!(at >= HEADER_BYTES, "header byte {at} ^ {flip:#x} accepted");
+                        harmless += 1;
+                    }
+                    Err(err) => {
+                        let expected: &[ErrorCode] = match at {
+                            4 => &[ErrorCode::FrameVersion, ErrorCode::FrameCorrupt],
+                            _ => &[ErrorCode::FrameCorrupt],
+                        };
+                        assert!(expected.contains(&err.code), "byte {at} ^ {flip:#x}: {err}");
+                    }
+                }
+            }
+        }
+    }
+    assert!(harmless < 10, "{harmless} flips went unnoticed");
+}
+
+#[test]
+fn header_fields_are_validated_even_with_a_valid_header_crc() {
+    let raw = compressible(20_000);
+    let frame = compress(&raw, 3).unwrap();
+    let edited = |edit: &dyn Fn(&mut Vec<u8>)| {
+        let mut copy = frame.clone();
+        edit(&mut copy);
+        reseal(&mut copy);
+        decompress(&copy)
+    };
+    assert_eq!(code(edited(&|f| f[4] = 2)), ErrorCode::FrameVersion);
+    assert_eq!(code(edited(&|f| f[4] = 0)), ErrorCode::FrameCorrupt);
+    assert_eq!(code(edited(&|f| f[5] = 0x02)), ErrorCode::FrameVersion);
+    assert_eq!(code(edited(&|f| f[7] = 1)), ErrorCode::FrameVersion);
+    assert_eq!(code(edited(&|f| f[6] = 0)), ErrorCode::FrameCorrupt);
+    assert_eq!(code(edited(&|f| f[6] = 20)), ErrorCode::FrameCorrupt);
+    // Claims more raw bytes than the payload holds / fewer.
+    for raw_length in [20_001u32, 19_999, 0] {
+        let result = edited(&|f| f[8..12].copy_from_slice(&raw_length.to_le_bytes()));
+        assert_eq!(code(result), ErrorCode::FrameCorrupt, "{raw_length}");
+    }
+    let huge = (MAX_RAW_BYTES as u32 + 1).to_le_bytes();
+    assert_eq!(
+        code(edited(&|f| f[8..12].copy_from_slice(&huge))),
+        ErrorCode::FrameCorrupt
+    );
+    // Claims to be stored raw, which it is not.
+    assert_eq!(code(edited(&|f| f[5] = 0x01)), ErrorCode::FrameCorrupt);
+    // Wrong CRC of the raw bytes.
+    assert_eq!(code(edited(&|f| f[16] ^= 1)), ErrorCode::FrameCorrupt);
+    // A payload that is not zstd at all.
+    let garbage = edited(&|f| {
+        let end = f.len();
+        f[HEADER_BYTES..end].fill(0xAB);
+    });
+    assert_eq!(code(garbage), ErrorCode::FrameCorrupt);
+}
+
+#[test]
+fn read_header_needs_only_the_header() {
+    let frame = compress(&compressible(EXTENT_BYTES), 1).unwrap();
+    let header = read_header(&frame[..HEADER_BYTES]).unwrap();
+    assert_eq!(header.raw_length, EXTENT_BYTES);
+    assert_eq!(header.frame_length(), frame.len());
+    assert_eq!(
+        read_header(&frame[..HEADER_BYTES - 1]).unwrap_err().code,
+        ErrorCode::FrameTruncated
+    );
+    assert_eq!(
+        read_header(b"PGXZ").unwrap_err().code,
+        ErrorCode::FrameCorrupt
+    );
+    assert_eq!(
+        read_header(b"PG").unwrap_err().code,
+        ErrorCode::FrameTruncated
+    );
+    assert_eq!(
+        read_header(b"").unwrap_err().code,
+        ErrorCode::FrameTruncated
+    );
+}
+
+#[test]
+fn frames_laid_end_to_end_can_be_walked_by_their_headers() {
+    let raws = [compressible(EXTENT_BYTES), random(500, 4), vec![]];
+    let refs: Vec<&[u8]> = raws.iter().map(|r| &r[..]).collect();
+    let frames = compress_many(&refs, 3).unwrap();
+    let pack: Vec<u8> = frames.concat();
+    let mut at = 0;
+    let mut out = Vec::new();
+    while at < pack.len() {
+        let length = read_header(&pack[at..]).unwrap().frame_length();
+        out.push(decompress(&pack[at..at + length]).unwrap());
+        at += length;
+    }
+    assert_eq!(out, raws);
+    let frame_refs: Vec<&[u8]> = frames.iter().map(|f| &f[..]).collect();
+    assert_eq!(decompress_many(&frame_refs).unwrap(), raws);
+}
+
+#[test]
+fn batch_errors_name_the_frame() {
+    let good = compress(b"good bytes", 3).unwrap();
+    let mut bad = good.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    let err = decompress_many(&[&good, &good, &bad]).unwrap_err();
+    assert_eq!(err.code, ErrorCode::FrameCorrupt);
+    assert!(err.message.starts_with("frame 2: "), "{}", err.message);
+}
+
+#[test]
+fn compress_extents_picks_extents_of_a_chunk() {
+    let chunk = compressible(EXTENT_BYTES * 2 + 8192);
+    let frames = compress_extents(&chunk, &[2, 0], 3).unwrap();
+    assert_eq!(decompress(&frames[0]).unwrap(), &chunk[2 * EXTENT_BYTES..]);
+    assert_eq!(decompress(&frames[1]).unwrap(), &chunk[..EXTENT_BYTES]);
+    for index in [3, u32::MAX] {
+        let err = compress_extents(&chunk, &[index], 3).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidArgument);
+    }
+    assert!(compress_extents(&[], &[], 3).unwrap().is_empty());
+    assert_eq!(
+        compress_extents(&[], &[0], 3).unwrap_err().code,
+        ErrorCode::InvalidArgument
+    );
+}
+
+#[test]
+fn large_inputs_like_wal_segments_round_trip() {
+    let mut raw = compressible(16 << 20);
+    raw[(8 << 20)..(8 << 20) + 4096].copy_from_slice(&random(4096, 9));
+    let frame = compress(&raw, 3).unwrap();
+    assert!(frame.len() < raw.len() / 4);
+    assert_eq!(decompress(&frame).unwrap(), raw);
+}
+
+#[test]
+fn garbage_never_panics() {
+    let mut rng = Rng::new(17);
+    for round in 0..2000 {
+        let len = rng.below(200);
+        let mut bytes = random(len, rng.next());
+        if round % 2 == 0 && len >= HEADER_BYTES {
+            bytes[..4].copy_from_slice(&MAGIC);
+            bytes[4] = FORMAT_VERSION;
+            if round % 4 == 0 {
+                reseal(&mut bytes);
+            }
+        }
+        assert!(decompress(&bytes).is_err());
+    }
+}
