@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The whole test suite: install what is missing, build, then Rust tests and the TypeScript suite
-# (unit and integration; integration tests start their own PostgreSQL and S3 servers).
+# The whole test suite: install what is missing, build, then Rust checks and tests and the TypeScript
+# suite (unit and integration; integration tests start their own PostgreSQL and S3 servers).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+  PATH="$HOME/.cargo/bin:$PATH"
+fi
 bash test/setup/install.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
