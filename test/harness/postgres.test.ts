@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { access, mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +11,7 @@ import {
   serverOsUser,
   startCluster,
   startClusterFromDirectory,
+  waitFor,
   type Cluster,
 } from '../support/postgres.js';
 
@@ -93,6 +95,15 @@ describe('startCluster', () => {
     expect(pgChecksums).not.toBeNull();
     const checked = await execFileAsync(pgChecksums ?? '', ['--check', '-D', cluster.pgdata]);
     expect(checked.stdout).toMatch(/Bad checksums:\s+0/);
+  });
+
+  it('treats a server that died under the test as stopped', async () => {
+    const cluster = await track(startCluster({ version: 15 }));
+    const pid = Number((await readFile(join(cluster.pgdata, 'postmaster.pid'), 'utf8')).split('\n')[0]);
+    process.kill(pid, 'SIGKILL');
+    await waitFor(() => !existsSync(`/proc/${pid}`), { what: `postmaster ${pid} to exit` });
+    await cluster.stop();
+    expect(cluster.running).toBe(false);
   });
 
   it('reports a server that fails to start with the tail of its log', async () => {

@@ -364,8 +364,27 @@ class PgCluster implements Cluster {
     return new Error(`${what}: ${detail}\n--- ${this.logFile} (tail) ---\n${logTail}`, { cause: error });
   }
 
+  /** pg_ctl status: exit code 3 means no server runs (it may have died under a test that killed it). */
+  private async serverIsUp(): Promise<boolean> {
+    try {
+      await this.pgCtl(['status']);
+      return true;
+    } catch (error) {
+      if (error instanceof CommandError && error.exitCode === 3) return false;
+      throw error;
+    }
+  }
+
+  private markStopped(): void {
+    this.isRunning = false;
+    trackLive(this, false);
+  }
+
   async start(): Promise<void> {
-    if (this.isRunning) throw new Error(`cluster ${this.pgdata} is already running`);
+    if (this.isRunning) {
+      if (await this.serverIsUp()) throw new Error(`cluster ${this.pgdata} is already running`);
+      this.markStopped();
+    }
     await this.startOnPort();
   }
 
@@ -374,10 +393,13 @@ class PgCluster implements Cluster {
     try {
       await this.pgCtl(['-m', mode, '-w', '-t', '120', 'stop']);
     } catch (error) {
+      if (!(await this.serverIsUp())) {
+        this.markStopped();
+        return;
+      }
       throw this.failure(`PostgreSQL ${this.version} in ${this.pgdata} did not stop`, error, await this.logTail());
     }
-    this.isRunning = false;
-    trackLive(this, false);
+    this.markStopped();
   }
 
   async restartWith(settings: Settings): Promise<void> {
