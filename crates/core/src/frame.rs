@@ -160,6 +160,13 @@ fn zstd_error(what: &str, err: std::io::Error) -> CoreError {
 /// Compresses `raw` (at most [`MAX_RAW_BYTES`]) into one frame at zstd `level` (1..=19).
 pub fn compress(raw: &[u8], level: i32) -> Result<Vec<u8>> {
     check_level(level)?;
+    let mut frame = Vec::new();
+    compress_append(raw, level, &mut frame)?;
+    Ok(frame)
+}
+
+/// Appends the frame for `raw` to `out` (the level is already checked).
+fn compress_append(raw: &[u8], level: i32, out: &mut Vec<u8>) -> Result<()> {
     if raw.len() > MAX_RAW_BYTES {
         return Err(CoreError::new(
             ErrorCode::BufferLength,
@@ -169,7 +176,12 @@ pub fn compress(raw: &[u8], level: i32) -> Result<Vec<u8>> {
             ),
         ));
     }
-    let mut frame = vec![0u8; HEADER_BYTES + zstd::zstd_safe::compress_bound(raw.len())];
+    let start = out.len();
+    reserve(
+        out,
+        HEADER_BYTES + zstd::zstd_safe::compress_bound(raw.len()),
+    )?;
+    out.resize(start + HEADER_BYTES, 0);
     let compressed = COMPRESSOR.with(|cell| -> Result<usize> {
         let mut slot = cell.borrow_mut();
         let compressor = match &mut *slot {
@@ -188,58 +200,79 @@ pub fn compress(raw: &[u8], level: i32) -> Result<Vec<u8>> {
                 &mut empty.insert((level, compressor)).1
             }
         };
+        // Writes into the reserved room after the header, without zero-filling it first.
         compressor
-            .compress_to_buffer(raw, &mut frame[HEADER_BYTES..])
+            .compress_to_buffer(raw, &mut after(out, start + HEADER_BYTES))
             .map_err(|e| zstd_error("compression", e))
-    })?;
+    });
+    let compressed = match compressed {
+        Ok(compressed) => compressed,
+        Err(err) => {
+            out.truncate(start);
+            return Err(err);
+        }
+    };
     let stored_raw = compressed >= raw.len();
     if stored_raw {
-        frame.truncate(HEADER_BYTES);
-        frame.extend_from_slice(raw);
-    } else {
-        frame.truncate(HEADER_BYTES + compressed);
+        out.truncate(start + HEADER_BYTES);
+        out.extend_from_slice(raw);
     }
-    let payload_length = frame.len() - HEADER_BYTES;
-    let mut head = [0u8; HEADER_BYTES];
+    let payload_length = out.len() - start - HEADER_BYTES;
+    let head = &mut out[start..start + HEADER_BYTES];
     head[..4].copy_from_slice(&MAGIC);
     head[4] = FORMAT_VERSION;
     head[5] = if stored_raw { FLAG_RAW } else { 0 };
     head[6] = level as u8;
+    head[7] = 0;
     // Both lengths are at most MAX_RAW_BYTES (raw checked above; payload <= raw).
     head[8..12].copy_from_slice(&(raw.len() as u32).to_le_bytes());
     head[12..16].copy_from_slice(&(payload_length as u32).to_le_bytes());
     head[16..20].copy_from_slice(&crc32c::crc32c(raw).to_le_bytes());
     let header_crc = crc32c::crc32c(&head[..20]);
     head[20..24].copy_from_slice(&header_crc.to_le_bytes());
-    frame[..HEADER_BYTES].copy_from_slice(&head);
-    Ok(frame)
+    Ok(())
 }
 
 /// Decodes exactly one frame (`frame` holds it and nothing else) and returns the raw bytes,
 /// verified against the recorded length and CRC-32C.
 pub fn decompress(frame: &[u8]) -> Result<Vec<u8>> {
+    let header = read_whole(frame)?;
+    let mut raw = Vec::new();
+    decompress_append(frame, &header, &mut raw)?;
+    Ok(raw)
+}
+
+/// The header of `frame`, checked to describe exactly the bytes of `frame`.
+fn read_whole(frame: &[u8]) -> Result<FrameHeader> {
     let header = read_header(frame)?;
-    let payload = &frame[HEADER_BYTES..];
-    if payload.len() < header.payload_length {
+    let payload = frame.len() - HEADER_BYTES;
+    if payload < header.payload_length {
         return Err(CoreError::new(
             ErrorCode::FrameTruncated,
             format!(
-                "frame payload is {} bytes, only {} present",
-                header.payload_length,
-                payload.len()
+                "frame payload is {} bytes, only {payload} present",
+                header.payload_length
             ),
         ));
     }
-    if payload.len() > header.payload_length {
+    if payload > header.payload_length {
         return Err(corrupt(format!(
             "{} bytes follow the frame's payload",
-            payload.len() - header.payload_length
+            payload - header.payload_length
         )));
     }
-    let raw = if header.stored_raw {
-        payload.to_vec()
+    Ok(header)
+}
+
+/// Appends the raw bytes of `frame` (whose header is `header`) to `out`, leaving `out` as it was
+/// on error.
+fn decompress_append(frame: &[u8], header: &FrameHeader, out: &mut Vec<u8>) -> Result<()> {
+    let payload = &frame[HEADER_BYTES..];
+    let start = out.len();
+    reserve(out, header.raw_length)?;
+    if header.stored_raw {
+        out.extend_from_slice(payload);
     } else {
-        let mut raw = vec![0u8; header.raw_length];
         let written = DECOMPRESSOR.with(|cell| -> Result<usize> {
             let mut slot = cell.borrow_mut();
             let decompressor = match &mut *slot {
@@ -249,62 +282,127 @@ pub fn decompress(frame: &[u8]) -> Result<Vec<u8>> {
             };
             // Bytes that are not one zstd frame of at most raw_length bytes fail here.
             decompressor
-                .decompress_to_buffer(payload, &mut raw[..])
+                .decompress_to_buffer(payload, &mut after(out, start))
                 .map_err(|e| corrupt(format!("frame payload does not decompress: {e}")))
-        })?;
-        if written != header.raw_length {
-            return Err(corrupt(format!(
+        });
+        let problem = match written {
+            Ok(written) if written == header.raw_length => None,
+            Ok(written) => Some(corrupt(format!(
                 "frame payload decompresses to {written} bytes, header says {}",
                 header.raw_length
-            )));
+            ))),
+            Err(err) => Some(err),
+        };
+        if let Some(err) = problem {
+            out.truncate(start);
+            return Err(err);
         }
-        raw
-    };
-    if crc32c::crc32c(&raw) != header.raw_crc32c {
+    }
+    if crc32c::crc32c(&out[start..]) != header.raw_crc32c {
+        out.truncate(start);
         return Err(corrupt("frame contents fail their CRC-32C"));
     }
-    Ok(raw)
+    Ok(())
+}
+
+/// A zstd output buffer over the spare capacity of `out` from `at` (its current length) on;
+/// zstd sets the length to what it wrote.
+fn after(out: &mut Vec<u8>, at: usize) -> std::io::Cursor<&mut Vec<u8>> {
+    let mut cursor = std::io::Cursor::new(out);
+    cursor.set_position(at as u64);
+    cursor
+}
+
+/// Room for `additional` more bytes, as an error rather than an abort when frames claim more
+/// than memory holds.
+fn reserve(out: &mut Vec<u8>, additional: usize) -> Result<()> {
+    out.try_reserve_exact(additional).map_err(|_| {
+        CoreError::new(
+            ErrorCode::BufferLength,
+            format!("frames claim {additional} raw bytes, more than can be allocated"),
+        )
+    })
+}
+
+/// Results of a batch call laid end to end in one allocation, with each one's length.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batch {
+    pub bytes: Vec<u8>,
+    pub lengths: Vec<usize>,
+}
+
+impl Batch {
+    pub fn pieces(&self) -> impl Iterator<Item = &[u8]> {
+        self.lengths.iter().scan(0, |at, &len| {
+            let piece = self.bytes.get(*at..*at + len);
+            *at += len;
+            piece
+        })
+    }
+
+    fn push_with(&mut self, append: impl FnOnce(&mut Vec<u8>) -> Result<()>) -> Result<()> {
+        let before = self.bytes.len();
+        append(&mut self.bytes)?;
+        self.lengths.push(self.bytes.len() - before);
+        Ok(())
+    }
 }
 
 /// [`compress`] for many buffers at once (one crossing from JavaScript for a batch).
-pub fn compress_many(raws: &[&[u8]], level: i32) -> Result<Vec<Vec<u8>>> {
+pub fn compress_many(raws: &[&[u8]], level: i32) -> Result<Batch> {
     check_level(level)?;
-    raws.iter().map(|raw| compress(raw, level)).collect()
+    let mut batch = Batch::default();
+    for raw in raws {
+        batch.push_with(|out| compress_append(raw, level, out))?;
+    }
+    Ok(batch)
 }
 
 /// Frames for the extents of `chunk` (cut into 128 KiB extents as in the scan) whose positions
 /// are listed in `extents`, in that order.
-pub fn compress_extents(chunk: &[u8], extents: &[u32], level: i32) -> Result<Vec<Vec<u8>>> {
+pub fn compress_extents(chunk: &[u8], extents: &[u32], level: i32) -> Result<Batch> {
     check_level(level)?;
     let count = chunk.len().div_ceil(EXTENT_BYTES);
-    extents
-        .iter()
-        .map(|&index| {
-            let start = index as usize * EXTENT_BYTES;
-            let extent = chunk
-                .get(start..chunk.len().min(start + EXTENT_BYTES))
-                .filter(|_| (index as usize) < count)
-                .ok_or_else(|| {
-                    CoreError::new(
-                        ErrorCode::InvalidArgument,
-                        format!("extent {index} is past the chunk's {count} extents"),
-                    )
-                })?;
-            compress(extent, level)
-        })
-        .collect()
+    let mut batch = Batch::default();
+    for &index in extents {
+        let start = index as usize * EXTENT_BYTES;
+        let extent = chunk
+            .get(start..chunk.len().min(start + EXTENT_BYTES))
+            .filter(|_| (index as usize) < count)
+            .ok_or_else(|| {
+                CoreError::new(
+                    ErrorCode::InvalidArgument,
+                    format!("extent {index} is past the chunk's {count} extents"),
+                )
+            })?;
+        batch.push_with(|out| compress_append(extent, level, out))?;
+    }
+    Ok(batch)
 }
 
-/// [`decompress`] for many frames; the first bad frame fails the batch, named by its position.
-pub fn decompress_many(frames: &[&[u8]]) -> Result<Vec<Vec<u8>>> {
-    frames
+/// [`decompress`] for many frames into one allocation; the first bad frame fails the batch,
+/// named by its position. Every header is checked before anything is decompressed.
+pub fn decompress_many(frames: &[&[u8]]) -> Result<Batch> {
+    let name = |i: usize| {
+        move |err: CoreError| CoreError::new(err.code, format!("frame {i}: {}", err.message))
+    };
+    let headers = frames
         .iter()
         .enumerate()
-        .map(|(i, frame)| {
-            decompress(frame)
-                .map_err(|err| CoreError::new(err.code, format!("frame {i}: {}", err.message)))
-        })
-        .collect()
+        .map(|(i, frame)| read_whole(frame).map_err(name(i)))
+        .collect::<Result<Vec<_>>>()?;
+    let total = headers.iter().map(|h| h.raw_length).sum();
+    let mut batch = Batch {
+        bytes: Vec::new(),
+        lengths: Vec::with_capacity(frames.len()),
+    };
+    reserve(&mut batch.bytes, total)?;
+    for (i, (frame, header)) in frames.iter().zip(&headers).enumerate() {
+        batch
+            .push_with(|out| decompress_append(frame, header, out))
+            .map_err(name(i))?;
+    }
+    Ok(batch)
 }
 
 #[cfg(test)]

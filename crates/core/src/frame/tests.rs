@@ -80,7 +80,7 @@ fn levels_outside_1_to_19_are_invalid_arguments() {
     for level in [i32::MIN, -5, 0, 20, 22, i32::MAX] {
         assert_eq!(code(compress(b"x", level)), ErrorCode::InvalidArgument);
         assert_eq!(
-            compress_many(&[b"x"], level).unwrap_err().code,
+            compress_many(&[&b"x"[..]], level).unwrap_err().code,
             ErrorCode::InvalidArgument
         );
     }
@@ -207,7 +207,9 @@ fn read_header_needs_only_the_header() {
 fn frames_laid_end_to_end_can_be_walked_by_their_headers() {
     let raws = [compressible(EXTENT_BYTES), random(500, 4), vec![]];
     let refs: Vec<&[u8]> = raws.iter().map(|r| &r[..]).collect();
-    let frames = compress_many(&refs, 3).unwrap();
+    let batch = compress_many(&refs, 3).unwrap();
+    let frames: Vec<&[u8]> = batch.pieces().collect();
+    assert_eq!(frames.len(), 3);
     let pack: Vec<u8> = frames.concat();
     let mut at = 0;
     let mut out = Vec::new();
@@ -217,8 +219,9 @@ fn frames_laid_end_to_end_can_be_walked_by_their_headers() {
         at += length;
     }
     assert_eq!(out, raws);
-    let frame_refs: Vec<&[u8]> = frames.iter().map(|f| &f[..]).collect();
-    assert_eq!(decompress_many(&frame_refs).unwrap(), raws);
+    let decoded = decompress_many(&frames).unwrap();
+    assert_eq!(decoded.lengths, [EXTENT_BYTES, 500, 0]);
+    assert_eq!(decoded.pieces().collect::<Vec<_>>(), raws);
 }
 
 #[test]
@@ -230,19 +233,38 @@ fn batch_errors_name_the_frame() {
     let err = decompress_many(&[&good, &good, &bad]).unwrap_err();
     assert_eq!(err.code, ErrorCode::FrameCorrupt);
     assert!(err.message.starts_with("frame 2: "), "{}", err.message);
+    let err = decompress_many(&[&good, &good[..30], &bad]).unwrap_err();
+    assert_eq!(err.code, ErrorCode::FrameTruncated);
+    assert!(err.message.starts_with("frame 1: "), "{}", err.message);
+    let err = decompress_many(&[&good, &bad, &good]).unwrap_err();
+    assert_eq!(err.code, ErrorCode::FrameCorrupt);
+    assert!(err.message.starts_with("frame 1: "), "{}", err.message);
+}
+
+#[test]
+fn claims_beyond_memory_are_errors_not_aborts() {
+    // Frames with valid headers that each claim the largest raw length, as damage could.
+    let mut frame = compress(&compressible(20_000), 3).unwrap();
+    frame[8..12].copy_from_slice(&(MAX_RAW_BYTES as u32).to_le_bytes());
+    reseal(&mut frame);
+    assert_eq!(code(decompress(&frame)), ErrorCode::FrameCorrupt);
+    let many: Vec<&[u8]> = std::iter::repeat(&frame[..]).take(1 << 16).collect();
+    let err = decompress_many(&many).unwrap_err();
+    assert_eq!(err.code, ErrorCode::BufferLength);
 }
 
 #[test]
 fn compress_extents_picks_extents_of_a_chunk() {
     let chunk = compressible(EXTENT_BYTES * 2 + 8192);
-    let frames = compress_extents(&chunk, &[2, 0], 3).unwrap();
-    assert_eq!(decompress(&frames[0]).unwrap(), &chunk[2 * EXTENT_BYTES..]);
-    assert_eq!(decompress(&frames[1]).unwrap(), &chunk[..EXTENT_BYTES]);
+    let batch = compress_extents(&chunk, &[2, 0], 3).unwrap();
+    let frames: Vec<&[u8]> = batch.pieces().collect();
+    assert_eq!(decompress(frames[0]).unwrap(), &chunk[2 * EXTENT_BYTES..]);
+    assert_eq!(decompress(frames[1]).unwrap(), &chunk[..EXTENT_BYTES]);
     for index in [3, u32::MAX] {
         let err = compress_extents(&chunk, &[index], 3).unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidArgument);
     }
-    assert!(compress_extents(&[], &[], 3).unwrap().is_empty());
+    assert_eq!(compress_extents(&[], &[], 3).unwrap(), Batch::default());
     assert_eq!(
         compress_extents(&[], &[0], 3).unwrap_err().code,
         ErrorCode::InvalidArgument
