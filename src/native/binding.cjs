@@ -835,4 +835,17 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
-module.exports.probe = nativeBinding.probe
+module.exports.compressExtents = nativeBinding.compressExtents
+module.exports.compressFrame = nativeBinding.compressFrame
+module.exports.compressFrames = nativeBinding.compressFrames
+module.exports.decompressFrame = nativeBinding.decompressFrame
+module.exports.decompressFrames = nativeBinding.decompressFrames
+module.exports.extentId = nativeBinding.extentId
+module.exports.extentIds = nativeBinding.extentIds
+module.exports.pageChecksum = nativeBinding.pageChecksum
+module.exports.parsePageHeader = nativeBinding.parsePageHeader
+module.exports.readFrameHeader = nativeBinding.readFrameHeader
+module.exports.scanAndIdentifyExtents = nativeBinding.scanAndIdentifyExtents
+module.exports.scanExtents = nativeBinding.scanExtents
+module.exports.verifyChecksums = nativeBinding.verifyChecksums
+module.exports.verifyPage = nativeBinding.verifyPage

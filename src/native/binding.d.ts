@@ -9,4 +9,110 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
-export declare function probe(): number
+export interface ChecksumFailure {
+  block: number
+  expected: number
+  found: number
+  lsn: bigint
+}
+
+export interface ChunkScanOptions {
+  firstBlock: number
+  changedSince?: bigint
+  verifyChecksums: boolean
+  backupStart?: bigint
+}
+
+/** One frame per listed extent (128 KiB pieces of `chunk`, by position). */
+export declare function compressExtents(chunk: Buffer, extents: Array<number>, level: number): Promise<FrameBatch>
+
+/** One frame holding `raw` compressed at zstd `level` (1..=19). */
+export declare function compressFrame(raw: Buffer, level: number): Promise<Buffer>
+
+/** One frame per buffer of `raws`, at zstd `level`. */
+export declare function compressFrames(raws: Array<Buffer>, level: number): Promise<FrameBatch>
+
+/** The raw bytes of exactly one frame, verified. */
+export declare function decompressFrame(frame: Buffer): Promise<Buffer>
+
+/** The raw bytes of each frame, verified; the first bad frame rejects the batch. */
+export declare function decompressFrames(frames: Array<Buffer>): Promise<FrameBatch>
+
+/** The id of one extent (small inputs; use `extent_ids` for bulk work). */
+export declare function extentId(extent: Uint8Array, key: Uint8Array): Buffer
+
+/** Ids of every 128 KiB piece of `data`, 32 bytes each, concatenated. */
+export declare function extentIds(data: Buffer, key: Buffer): Promise<Buffer>
+
+export interface FrameBatch {
+  /** The results end to end. */
+  data: Buffer
+  /** The length of each result in `data`, in order. */
+  lengths: Uint32Array
+}
+
+export interface FrameHeader {
+  version: number
+  storedRaw: boolean
+  level: number
+  rawLength: number
+  payloadLength: number
+  frameLength: number
+  rawCrc32c: number
+}
+
+export interface PageCheck {
+  /** valid | all-zero | new-not-zero | bad-header | checksum-mismatch */
+  verdict: string
+  expected?: number
+  found?: number
+}
+
+/** pg_checksum_page for one 8192-byte page at relation block `block`. */
+export declare function pageChecksum(page: Uint8Array, block: number): number
+
+export interface PageHeader {
+  lsn: bigint
+  checksum: number
+  flags: number
+  lower: number
+  upper: number
+  special: number
+  pageSize: number
+  layoutVersion: number
+  pruneXid: number
+}
+
+/** The header of the page at the start of `page` (24 bytes are enough). */
+export declare function parsePageHeader(page: Uint8Array): PageHeader
+
+/** The verified header of the frame at the start of `bytes`, without touching the payload. */
+export declare function readFrameHeader(bytes: Uint8Array): FrameHeader
+
+/** `scan_extents` plus the keyed BLAKE3 id of every changed, not all-zero extent, in one pass. */
+export declare function scanAndIdentifyExtents(chunk: Buffer, options: ChunkScanOptions, key: Buffer): Promise<ScannedChunk>
+
+/** Scans a chunk of a relation segment file extent by extent (LSNs, zero pages, checksums). */
+export declare function scanExtents(chunk: Buffer, options: ChunkScanOptions): Promise<ScannedChunk>
+
+/**
+ * One entry per extent in `pages`, `flags` and `max_lsn`; `ids` holds 32 bytes per extent,
+ * zero where the extent has no id (flag 4 clear).
+ */
+export interface ScannedChunk {
+  pages: Uint8Array
+  /** Bit 0 changed, bit 1 all zero, bit 2 has an id. */
+  flags: Uint8Array
+  maxLsn: BigUint64Array
+  ids?: Buffer
+  checksumFailures: Array<ChecksumFailure>
+}
+
+/**
+ * Checksum failures among the pages of `buffer` (first page = relation block `first_block`),
+ * skipping new pages and pages whose LSN is at or past `skip_from_lsn`.
+ */
+export declare function verifyChecksums(buffer: Buffer, firstBlock: number, skipFromLsn?: bigint | undefined | null): Promise<Array<ChecksumFailure>>
+
+/** PageIsVerified for one page. */
+export declare function verifyPage(page: Uint8Array, block: number, checksums: boolean): PageCheck
