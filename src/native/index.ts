@@ -1,0 +1,284 @@
+/**
+ * The native core as the rest of pgforever sees it: PostgreSQL pages and checksums, the extent scan
+ * of the backup hot loop, extent ids, and zstd frames. Everything else imports this module, never the
+ * binding. Heavy calls return promises and run on the libuv pool; each crosses into Rust once per
+ * buffer of megabytes, never per page or extent.
+ *
+ * Buffers passed to an async call are read in place, not copied: do not modify them until the
+ * promise settles. LSNs are bigints. Errors are PgfError with the core's code (BUFFER_LENGTH,
+ * INVALID_ARGUMENT, FRAME_CORRUPT, FRAME_TRUNCATED, FRAME_VERSION, COMPRESSION).
+ */
+import { PgfError } from '../errors/index.js';
+import type { ScannedChunk } from './binding.js';
+import { binding, call, callAsync } from './load.js';
+
+/** PostgreSQL's BLCKSZ; the only page size pgforever reads. */
+export const PAGE_SIZE = 8192;
+/** Pages per extent. */
+export const EXTENT_PAGES = 16;
+/** Bytes per extent (128 KiB); files are cut into extents at multiples of this. */
+export const EXTENT_BYTES = PAGE_SIZE * EXTENT_PAGES;
+/** Length of an extent id and of the key it is computed with. */
+export const EXTENT_ID_BYTES = 32;
+export const EXTENT_KEY_BYTES = 32;
+/** Length of a frame header; `readFrameHeader` needs this many bytes. */
+export const FRAME_HEADER_BYTES = 24;
+export const MIN_ZSTD_LEVEL = 1;
+export const MAX_ZSTD_LEVEL = 19;
+
+export interface PageHeader {
+  lsn: bigint;
+  checksum: number;
+  flags: number;
+  lower: number;
+  upper: number;
+  special: number;
+  pageSize: number;
+  layoutVersion: number;
+  pruneXid: number;
+}
+
+/** What PostgreSQL's PageIsVerified concludes about a page. */
+export type PageVerdict = 'valid' | 'all-zero' | 'new-not-zero' | 'bad-header' | 'checksum-mismatch';
+
+export interface PageCheck {
+  verdict: PageVerdict;
+  /** For 'checksum-mismatch': the checksum computed from the page. */
+  expected?: number;
+  /** For 'checksum-mismatch': the checksum stored in the page. */
+  found?: number;
+}
+
+export interface ChecksumFailure {
+  /** Block number in the relation (segment number * 131072 + block in the segment file). */
+  block: number;
+  /** Checksum computed from the page as read. */
+  expected: number;
+  /** Checksum stored in the page header. */
+  found: number;
+  /** The page's LSN as read. */
+  lsn: bigint;
+}
+
+export interface ScanOptions {
+  /** Relation block number of the chunk's first page; a multiple of EXTENT_PAGES. */
+  firstBlock: number;
+  /** The parent backup's start LSN; without it every extent is changed (no parent). */
+  changedSince?: bigint;
+  /** Verify page checksums (the server has data checksums). */
+  verifyChecksums: boolean;
+  /** This backup's start LSN: pages at or past it are not verified (a concurrent write may tear them). */
+  backupStart?: bigint;
+}
+
+export interface ExtentInfo {
+  /** Position of the extent in the chunk. */
+  index: number;
+  /** Relation block number of its first page. */
+  firstBlock: number;
+  /** Pages in the extent: EXTENT_PAGES except perhaps for the last extent of a file. */
+  pages: number;
+  /** Highest LSN among its initialised pages (0n when none). */
+  maxLsn: bigint;
+  /**
+   * The parent's extent at this position must not be reused: no parent, a page at or past the parent's
+   * start, or a page whose LSN cannot be trusted (all-zero, uninitialised or damaged header). The caller
+   * must also treat a page count different from the parent's extent as changed.
+   */
+  changed: boolean;
+  /** Every byte is zero: stored as nothing, restored as a hole. */
+  allZero: boolean;
+}
+
+export interface IdentifiedExtent extends ExtentInfo {
+  /** Keyed BLAKE3 id, present exactly when the extent is changed and not all zero. */
+  id: Buffer | null;
+}
+
+export interface ChunkScan<E extends ExtentInfo = ExtentInfo> {
+  extents: E[];
+  checksumFailures: ChecksumFailure[];
+}
+
+export interface FrameHeader {
+  version: number;
+  /** The payload is the raw bytes (zstd did not make them smaller). */
+  storedRaw: boolean;
+  /** zstd level the frame was written with. */
+  level: number;
+  rawLength: number;
+  payloadLength: number;
+  /** Header plus payload: where the next frame starts when frames are laid end to end. */
+  frameLength: number;
+  rawCrc32c: number;
+}
+
+const FLAG_CHANGED = 1;
+const FLAG_ALL_ZERO = 2;
+const FLAG_HAS_ID = 4;
+
+function requireInteger(name: string, value: number, min: number, max: number): void {
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new PgfError('INVALID_ARGUMENT', `${name} must be an integer in ${min}..${max}, got ${value}`);
+  }
+}
+
+function requireBlock(name: string, value: number): void {
+  requireInteger(name, value, 0, 0xfffffffe);
+}
+
+function requireLevel(level: number): void {
+  requireInteger('zstd level', level, MIN_ZSTD_LEVEL, MAX_ZSTD_LEVEL);
+}
+
+/** Views into one buffer of results laid end to end; no copies. */
+function split(batch: { data: Buffer; lengths: Uint32Array }): Buffer[] {
+  const pieces: Buffer[] = [];
+  let at = 0;
+  for (const length of batch.lengths) {
+    pieces.push(batch.data.subarray(at, at + length));
+    at += length;
+  }
+  return pieces;
+}
+
+function nativeScanOptions(options: ScanOptions) {
+  requireBlock('firstBlock', options.firstBlock);
+  return {
+    firstBlock: options.firstBlock,
+    changedSince: options.changedSince,
+    verifyChecksums: options.verifyChecksums,
+    backupStart: options.backupStart,
+  };
+}
+
+function extentInfo(scanned: ScannedChunk, firstBlock: number, index: number): ExtentInfo {
+  const flags = scanned.flags[index]!;
+  return {
+    index,
+    firstBlock: firstBlock + index * EXTENT_PAGES,
+    pages: scanned.pages[index]!,
+    maxLsn: scanned.maxLsn[index]!,
+    changed: (flags & FLAG_CHANGED) !== 0,
+    allZero: (flags & FLAG_ALL_ZERO) !== 0,
+  };
+}
+
+/** The header of the page at the start of `page` (24 bytes are enough). */
+export function parsePageHeader(page: Uint8Array): PageHeader {
+  return call(() => binding.parsePageHeader(page));
+}
+
+/** pg_checksum_page: the checksum PostgreSQL stores for this 8192-byte page at relation block `block`. */
+export function pageChecksum(page: Uint8Array, block: number): number {
+  requireBlock('block', block);
+  return call(() => binding.pageChecksum(page, block));
+}
+
+/** PostgreSQL's PageIsVerified for one page; `checksums` says whether the cluster has data checksums. */
+export function verifyPage(page: Uint8Array, block: number, options: { checksums: boolean }): PageCheck {
+  requireBlock('block', block);
+  const check = call(() => binding.verifyPage(page, block, options.checksums));
+  return { ...check, verdict: check.verdict as PageVerdict };
+}
+
+/**
+ * Checksum failures among the whole pages of `buffer`, whose first page is relation block `firstBlock`.
+ * Uninitialised pages (pd_upper 0) carry no checksum and are skipped, as pg_checksums does; so are pages
+ * whose LSN is at or past `skipFromLsn` (give the backup start LSN when reading a running cluster).
+ */
+export async function verifyPages(
+  buffer: Buffer,
+  firstBlock: number,
+  options: { skipFromLsn?: bigint } = {},
+): Promise<ChecksumFailure[]> {
+  requireBlock('firstBlock', firstBlock);
+  return callAsync(() => binding.verifyChecksums(buffer, firstBlock, options.skipFromLsn));
+}
+
+/** Scans a chunk of a relation segment file (whole pages, starting at an extent boundary) per extent. */
+export async function scanExtents(chunk: Buffer, options: ScanOptions): Promise<ChunkScan> {
+  const native = nativeScanOptions(options);
+  const scanned = await callAsync(() => binding.scanExtents(chunk, native));
+  return {
+    extents: Array.from(scanned.pages, (_, i) => extentInfo(scanned, options.firstBlock, i)),
+    checksumFailures: scanned.checksumFailures,
+  };
+}
+
+/**
+ * The backup hot loop for one chunk: `scanExtents` plus the keyed BLAKE3 id of every changed extent
+ * that is not all zero, hashed while the extent is still in cache. Ids are views into one buffer.
+ */
+export async function scanAndIdentifyExtents(
+  chunk: Buffer,
+  options: ScanOptions,
+  key: Buffer,
+): Promise<ChunkScan<IdentifiedExtent>> {
+  const native = nativeScanOptions(options);
+  const scanned = await callAsync(() => binding.scanAndIdentifyExtents(chunk, native, key));
+  const ids = scanned.ids;
+  return {
+    extents: Array.from(scanned.pages, (_, i) => {
+      const hasId = ids !== undefined && (scanned.flags[i]! & FLAG_HAS_ID) !== 0;
+      return {
+        ...extentInfo(scanned, options.firstBlock, i),
+        id: hasId ? ids.subarray(i * EXTENT_ID_BYTES, (i + 1) * EXTENT_ID_BYTES) : null,
+      };
+    }),
+    checksumFailures: scanned.checksumFailures,
+  };
+}
+
+/** Ids of every 128 KiB piece of `data` (any length; the last piece may be short), as views into one buffer. */
+export async function extentIds(data: Buffer, key: Buffer): Promise<Buffer[]> {
+  const ids = await callAsync(() => binding.extentIds(data, key));
+  return Array.from({ length: ids.length / EXTENT_ID_BYTES }, (_, i) =>
+    ids.subarray(i * EXTENT_ID_BYTES, (i + 1) * EXTENT_ID_BYTES),
+  );
+}
+
+/** The id of one small piece of data, synchronously (bulk work belongs in `extentIds`). */
+export function extentId(extent: Uint8Array, key: Uint8Array): Buffer {
+  return call(() => binding.extentId(extent, key));
+}
+
+/** The verified header of the frame at the start of `bytes`, without reading its payload. */
+export function readFrameHeader(bytes: Uint8Array): FrameHeader {
+  return call(() => binding.readFrameHeader(bytes));
+}
+
+/** One frame holding `raw` (up to 1 GiB: an extent or a WAL segment) at zstd `level` 1..19. */
+export async function compressFrame(raw: Buffer, level: number): Promise<Buffer> {
+  requireLevel(level);
+  return callAsync(() => binding.compressFrame(raw, level));
+}
+
+/** The raw bytes of exactly one frame, checked against its header and CRC-32C. */
+export async function decompressFrame(frame: Buffer): Promise<Buffer> {
+  return callAsync(() => binding.decompressFrame(frame));
+}
+
+/** One frame per buffer, in order; the frames are views into one buffer. */
+export async function compressFrames(raws: readonly Buffer[], level: number): Promise<Buffer[]> {
+  requireLevel(level);
+  return split(await callAsync(() => binding.compressFrames([...raws], level)));
+}
+
+/**
+ * One frame per listed extent of `chunk` (128 KiB pieces, by position, as `ExtentInfo.index`), in the
+ * order listed; the frames are views into one buffer.
+ */
+export async function compressExtents(chunk: Buffer, extents: readonly number[], level: number): Promise<Buffer[]> {
+  requireLevel(level);
+  for (const index of extents) requireInteger('extent index', index, 0, 0xffffffff);
+  return split(await callAsync(() => binding.compressExtents(chunk, [...extents], level)));
+}
+
+/**
+ * The raw bytes of each frame (views into one buffer), all verified; the first bad frame rejects the
+ * whole batch with a message naming its position.
+ */
+export async function decompressFrames(frames: readonly Buffer[]): Promise<Buffer[]> {
+  return split(await callAsync(() => binding.decompressFrames([...frames])));
+}
