@@ -92,7 +92,8 @@ describe('backupFile', () => {
     dirs.push(dir);
     const path = join(dir, '16390.1');
     const pages = Array.from({ length: 16 }, (_, b) => page(0x1000000n, 131072 + b, 1));
-    pages[3]![PAGE_SIZE - 10] ^= 0xff;
+    const damaged = pages[3]!;
+    damaged[PAGE_SIZE - 10] = damaged[PAGE_SIZE - 10]! ^ 0xff;
     await writeFile(path, Buffer.concat(pages));
     const entry: DataEntry = { path: 'base/5/16390.1', source: path, kind: 'file', size: 16 * PAGE_SIZE, mode: 0o600, mtimeMs: 0, relation: { fork: 'main', segment: 1 } };
     const result = await backupFile(entry, undefined, options(new MemoryStore()));

@@ -1,0 +1,65 @@
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { afterAll, describe, expect, it } from 'vitest';
+import { restoreFile, type ExtentSource } from '../../src/restore/file.js';
+import { EXTENT_BYTES, extentIds } from '../../src/native/index.js';
+
+const dirs: string[] = [];
+afterAll(async () => {
+  for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+});
+
+class CountingSource implements ExtentSource {
+  fetched = 0;
+  constructor(private readonly byId: Map<string, Buffer>) {}
+  async fetch(ids: readonly Buffer[]): Promise<Buffer[]> {
+    this.fetched += ids.length;
+    return ids.map((id) => this.byId.get(id.toString('hex'))!);
+  }
+}
+
+describe('restoreFile', () => {
+  const key = randomBytes(32);
+
+  async function layout(content: Buffer) {
+    const ids = await extentIds(content, key);
+    const extents = ids.map((id, i) => (content.subarray(i * EXTENT_BYTES, (i + 1) * EXTENT_BYTES).every((b) => b === 0) ? null : Buffer.from(id)));
+    const byId = new Map<string, Buffer>();
+    extents.forEach((id, i) => id && byId.set(id.toString('hex'), Buffer.from(content.subarray(i * EXTENT_BYTES, (i + 1) * EXTENT_BYTES))));
+    return { extents, byId };
+  }
+
+  it('writes extents in place and leaves zero extents as holes', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'pgf-restore-'));
+    dirs.push(dir);
+    const content = Buffer.concat([randomBytes(EXTENT_BYTES), Buffer.alloc(8 * EXTENT_BYTES), randomBytes(5000)]);
+    const { extents, byId } = await layout(content);
+    const target = join(dir, 'f');
+    const result = await restoreFile(target, content.length, extents, { key, source: new CountingSource(byId), delta: false, mode: 0o600, batchExtents: 4 });
+    expect(result.extentsWritten).toBe(2);
+    expect((await readFile(target)).equals(content)).toBe(true);
+    const st = await stat(target);
+    expect(st.blocks * 512).toBeLessThan(content.length);
+    expect(st.mode & 0o777).toBe(0o600);
+  });
+
+  it('with delta, writes only extents that differ and zeroes stale bytes', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'pgf-restore-'));
+    dirs.push(dir);
+    const content = Buffer.concat([randomBytes(EXTENT_BYTES), Buffer.alloc(EXTENT_BYTES), randomBytes(3 * EXTENT_BYTES)]);
+    const { extents, byId } = await layout(content);
+    const target = join(dir, 'f');
+    const stale = Buffer.from(content);
+    stale.fill(7, EXTENT_BYTES, EXTENT_BYTES + 100);
+    stale.fill(9, 3 * EXTENT_BYTES + 10, 3 * EXTENT_BYTES + 20);
+    await writeFile(target, Buffer.concat([stale, randomBytes(1000)]));
+    const source = new CountingSource(byId);
+    const result = await restoreFile(target, content.length, extents, { key, source, delta: true, mode: 0o600, batchExtents: 4 });
+    expect(result.extentsWritten).toBe(2);
+    expect(result.extentsKept).toBe(3);
+    expect(source.fetched).toBe(1);
+    expect((await readFile(target)).equals(content)).toBe(true);
+  });
+});
