@@ -153,6 +153,15 @@ thread_local! {
         const { RefCell::new(None) };
 }
 
+/// Inputs up to this size (extents) reuse the worker thread's zstd context. Larger ones (WAL
+/// segments) get a fresh context: creating one is cheap next to compressing megabytes, and an idle
+/// worker then does not keep the large tables a high level allocates for a big input.
+const REUSED_CONTEXT_MAX_INPUT: usize = 1 << 20;
+
+fn new_compressor(level: i32) -> Result<zstd::bulk::Compressor<'static>> {
+    zstd::bulk::Compressor::new(level).map_err(|e| zstd_error("context", e))
+}
+
 fn zstd_error(what: &str, err: std::io::Error) -> CoreError {
     CoreError::new(ErrorCode::Compression, format!("zstd {what}: {err}"))
 }
@@ -182,29 +191,32 @@ fn compress_append(raw: &[u8], level: i32, out: &mut Vec<u8>) -> Result<()> {
         HEADER_BYTES + zstd::zstd_safe::compress_bound(raw.len()),
     )?;
     out.resize(start + HEADER_BYTES, 0);
-    let compressed = COMPRESSOR.with(|cell| -> Result<usize> {
-        let mut slot = cell.borrow_mut();
-        let compressor = match &mut *slot {
-            Some((current, compressor)) => {
-                if *current != level {
-                    compressor
-                        .set_compression_level(level)
-                        .map_err(|e| zstd_error("level", e))?;
-                    *current = level;
-                }
-                compressor
-            }
-            empty => {
-                let compressor =
-                    zstd::bulk::Compressor::new(level).map_err(|e| zstd_error("context", e))?;
-                &mut empty.insert((level, compressor)).1
-            }
-        };
-        // Writes into the reserved room after the header, without zero-filling it first.
+    // Writes into the reserved room after the header, without zero-filling it first.
+    let compress = |compressor: &mut zstd::bulk::Compressor<'static>, out: &mut Vec<u8>| {
         compressor
             .compress_to_buffer(raw, &mut after(out, start + HEADER_BYTES))
             .map_err(|e| zstd_error("compression", e))
-    });
+    };
+    let compressed = if raw.len() <= REUSED_CONTEXT_MAX_INPUT {
+        COMPRESSOR.with(|cell| -> Result<usize> {
+            let mut slot = cell.borrow_mut();
+            let compressor = match &mut *slot {
+                Some((current, compressor)) => {
+                    if *current != level {
+                        compressor
+                            .set_compression_level(level)
+                            .map_err(|e| zstd_error("level", e))?;
+                        *current = level;
+                    }
+                    compressor
+                }
+                empty => &mut empty.insert((level, new_compressor(level)?)).1,
+            };
+            compress(compressor, out)
+        })
+    } else {
+        new_compressor(level).and_then(|mut compressor| compress(&mut compressor, out))
+    };
     let compressed = match compressed {
         Ok(compressed) => compressed,
         Err(err) => {
