@@ -1,0 +1,90 @@
+/**
+ * Leases in `locks/`: one object per holder, with an expiry the holder keeps pushing forward, so a
+ * crashed process blocks others only until its lease runs out. A lease conflicts with live leases
+ * of the same kind (two backups, or two expire runs, at once).
+ *
+ * Acquiring writes our lease first and then lists: of two racing processes each sees the other's
+ * lease, and the one whose lease sorts later (by time, then name) backs off, so at most one wins and
+ * neither depends on atomic rename or conditional writes (which not every S3 service has).
+ */
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { PgfError } from '../errors/index.js';
+import type { Storage } from '../storage/index.js';
+import { keys } from './objects.js';
+
+export type LeaseKind = 'backup' | 'expire';
+
+export interface LeaseRecord {
+  kind: LeaseKind;
+  name: string;
+  host: string;
+  pid: number;
+  command: string;
+  since: string;
+  expiresAt: string;
+}
+
+export interface Lease {
+  readonly record: LeaseRecord;
+  release(): Promise<void>;
+}
+
+export interface LeaseOptions {
+  command: string;
+  ttlMs?: number;
+}
+
+async function readLeases(storage: Storage): Promise<LeaseRecord[]> {
+  const leases: LeaseRecord[] = [];
+  for await (const object of storage.list(keys.leases)) {
+    try {
+      leases.push(JSON.parse((await storage.read(object.key)).toString('utf8')) as LeaseRecord);
+    } catch {
+      // Released between list and read, or unreadable: not a live lease.
+    }
+  }
+  return leases;
+}
+
+function describe(lease: LeaseRecord): string {
+  return `${lease.command} (pid ${lease.pid} on ${lease.host}, since ${lease.since}, lease until ${lease.expiresAt})`;
+}
+
+export async function acquireLease(storage: Storage, kind: LeaseKind, options: LeaseOptions): Promise<Lease> {
+  const ttlMs = options.ttlMs ?? 5 * 60_000;
+  const now = new Date();
+  const name = `${kind}-${now.getTime().toString().padStart(15, '0')}-${randomBytes(4).toString('hex')}`;
+  const record: LeaseRecord = {
+    kind,
+    name,
+    host: hostname(),
+    pid: process.pid,
+    command: options.command,
+    since: now.toISOString(),
+    expiresAt: new Date(now.getTime() + ttlMs).toISOString(),
+  };
+  const write = (r: LeaseRecord) => storage.write(keys.lease(r.name), Buffer.from(JSON.stringify(r)));
+  await write(record);
+  const live = (await readLeases(storage)).filter((l) => l.kind === kind && l.name !== name && Date.parse(l.expiresAt) > Date.now());
+  const holder = live.filter((l) => l.name < name)[0];
+  if (holder !== undefined) {
+    await storage.delete(keys.lease(name));
+    throw new PgfError('REPO_LOCKED', `another ${kind} is running: ${describe(holder)}; wait for it to finish (a crashed one's lease expires by itself)`);
+  }
+  let released = false;
+  const renew = setInterval(() => {
+    record.expiresAt = new Date(Date.now() + ttlMs).toISOString();
+    void write(record).catch(() => undefined);
+  }, Math.max(1000, Math.floor(ttlMs / 3)));
+  renew.unref();
+  return {
+    record,
+    async release() {
+      if (released) return;
+      released = true;
+      clearInterval(renew);
+      await storage.delete(keys.lease(name));
+    },
+  };
+}

@@ -1,0 +1,116 @@
+import { mkdtemp, readdir, rm, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { afterAll, describe, expect, it } from 'vitest';
+import { openStorage } from '../../src/storage/index.js';
+import { Repository, acquireLease, keys } from '../../src/repo/index.js';
+import { compressFrame, extentId } from '../../src/native/index.js';
+import { isPgfError } from '../../src/errors/index.js';
+
+const dirs: string[] = [];
+afterAll(async () => {
+  for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+});
+
+async function freshRepo() {
+  const dir = await mkdtemp(join(tmpdir(), 'pgf-repo-'));
+  dirs.push(dir);
+  const storage = await openStorage(dir);
+  const repo = await Repository.init(storage, { systemIdentifier: '7000000000000000001', pgMajor: 15, walSegmentSize: 16 << 20, blockSize: 8192, compressLevel: 3 });
+  return { dir, storage, repo };
+}
+
+async function extents(repo: Repository, count: number) {
+  return Promise.all(
+    Array.from({ length: count }, async () => {
+      const raw = randomBytes(1000 + Math.floor(Math.random() * 5000));
+      return { raw, id: extentId(raw, repo.extentKey), frame: await compressFrame(raw, 3), rawLength: raw.length };
+    }),
+  );
+}
+
+describe('repository', () => {
+  it('refuses a second init and another cluster', async () => {
+    const { storage } = await freshRepo();
+    await expect(Repository.init(storage, { systemIdentifier: '1', pgMajor: 15, walSegmentSize: 1, blockSize: 8192, compressLevel: 3 })).rejects.toMatchObject({ code: 'REPO_ALREADY_INITIALIZED' });
+    await expect(Repository.open(storage, { systemIdentifier: '2' })).rejects.toMatchObject({ code: 'REPO_CLUSTER_MISMATCH' });
+    const reopened = await Repository.open(storage, { systemIdentifier: '7000000000000000001' });
+    expect(reopened.config.pgMajor).toBe(15);
+  });
+
+  it('round-trips extents through packs, index deltas and coalesced reads', async () => {
+    const { repo } = await freshRepo();
+    const index = await repo.loadIndex();
+    const writer = repo.packWriter(index, { targetBytes: 20_000, maxInFlight: 2 });
+    const items = await extents(repo, 40);
+    await writer.add(items);
+    const durable = await writer.finish();
+    expect(durable).toHaveLength(40);
+    expect(writer.packsWritten).toBeGreaterThan(1);
+    await repo.recordIndex(durable);
+
+    const again = await repo.loadIndex();
+    expect(again.size).toBe(40);
+    const reader = repo.extentReader(again, { parallel: 3 });
+    const wanted = [...items].reverse();
+    const raws = await reader.fetch(wanted.map((i) => i.id));
+    raws.forEach((raw, i) => expect(raw.equals(wanted[i]!.raw)).toBe(true));
+    expect(reader.stats.requests).toBeLessThanOrEqual(writer.packsWritten);
+  });
+
+  it('rebuilds the index from packs a killed writer left without an index delta', async () => {
+    const { repo } = await freshRepo();
+    const writer = repo.packWriter(await repo.loadIndex());
+    const items = await extents(repo, 5);
+    await writer.add(items);
+    await writer.finish();
+    const index = await repo.loadIndex();
+    expect(items.every((i) => index.has(i.id))).toBe(true);
+  });
+
+  it('detects one flipped byte in a pack, a list and a manifest', async () => {
+    const { dir, repo } = await freshRepo();
+    const index = await repo.loadIndex();
+    const writer = repo.packWriter(index);
+    const items = await extents(repo, 3);
+    await writer.add(items);
+    await repo.recordIndex(await writer.finish());
+    const listId = await repo.writeExtentList([items[0]!.id, null, items[1]!.id]);
+    expect(await repo.readExtentList(listId)).toEqual([items[0]!.id, null, items[1]!.id]);
+
+    const flip = async (key: string, at: number) => {
+      const path = join(dir, key);
+      const bytes = await readFile(path);
+      bytes[at] = bytes[at]! ^ 0x40;
+      await writeFile(path, bytes);
+    };
+    const packDir = join(dir, 'packs');
+    const sub = (await readdir(packDir))[0]!;
+    const pack = (await readdir(join(packDir, sub)))[0]!;
+    await flip(`packs/${sub}/${pack}`, 30);
+    const reader = repo.extentReader(await repo.loadIndex(), { parallel: 1 });
+    const failure = await reader.fetch([items[0]!.id]).catch((e: unknown) => e);
+    expect(isPgfError(failure, 'REPO_CORRUPT')).toBe(true);
+    expect((failure as Error).message).toContain(pack);
+
+    await flip(keys.extentList(listId), 40);
+    await expect(repo.readExtentList(listId)).rejects.toMatchObject({ code: 'REPO_CORRUPT' });
+  });
+
+  it('lets one backup lease at a time and names the holder', async () => {
+    const { storage } = await freshRepo();
+    const first = await acquireLease(storage, 'backup', { command: 'backup' });
+    const second = await acquireLease(storage, 'backup', { command: 'backup' }).catch((e: unknown) => e);
+    expect(isPgfError(second, 'REPO_LOCKED')).toBe(true);
+    expect((second as Error).message).toContain(`pid ${process.pid}`);
+    const gc = await acquireLease(storage, 'expire', { command: 'expire' });
+    await gc.release();
+    await first.release();
+    const third = await acquireLease(storage, 'backup', { command: 'backup', ttlMs: 1 });
+    // An expired lease no longer blocks.
+    const fourth = await acquireLease(storage, 'backup', { command: 'backup' });
+    await fourth.release();
+    await third.release();
+  });
+});
