@@ -1,5 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { PgfError } from '../errors/index.js';
+import { registerArchiveCommands } from './archive.js';
+import { registerBackupCommands } from './backup.js';
 
 export function buildProgram(): Command {
   const program = new Command('pgforever')
@@ -7,6 +9,8 @@ export function buildProgram(): Command {
     .version('0.1.0')
     .exitOverride()
     .showHelpAfterError();
+  registerBackupCommands(program);
+  registerArchiveCommands(program);
   return program;
 }
 

@@ -15,6 +15,8 @@ export const errorCodes = {
   COMPRESSION: 1,
   WAL_INVALID: 1,
   WAL_CRC: 1,
+  WAL_CONFLICT: 1,
+  WAL_NOT_FOUND: 1,
   NATIVE_UNAVAILABLE: 1,
   NATIVE_UNKNOWN: 1,
   // storage
