@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { PgfError } from '../errors/index.js';
 import { registerArchiveCommands } from './archive.js';
 import { registerBackupCommands } from './backup.js';
+import { registerRestoreCommands } from './restore.js';
 
 export function buildProgram(): Command {
   const program = new Command('pgforever')
@@ -11,6 +12,7 @@ export function buildProgram(): Command {
     .showHelpAfterError();
   registerBackupCommands(program);
   registerArchiveCommands(program);
+  registerRestoreCommands(program);
   return program;
 }
 

@@ -17,6 +17,10 @@ export const errorCodes = {
   WAL_CRC: 1,
   WAL_CONFLICT: 1,
   WAL_NOT_FOUND: 1,
+  // restore
+  RESTORE_NO_BACKUP: 1,
+  RESTORE_TARGET: 1,
+  RESTORE_TARGET_DIR: 1,
   NATIVE_UNAVAILABLE: 1,
   NATIVE_UNKNOWN: 1,
   // storage

@@ -90,7 +90,7 @@ export class ServerConnection {
     }
     // Without a listener a dropped connection would crash the process instead of failing the query.
     client.on('error', () => undefined);
-    const { rows } = await client.query<{ v: string }>('SHOW server_version_num');
+    const { rows } = await client.query<{ v: string }>("SELECT current_setting('server_version_num') AS v");
     const versionNum = Number(rows[0]?.v);
     const major = Math.floor(versionNum / 10000);
     if (!(supportedMajors as readonly number[]).includes(major)) {

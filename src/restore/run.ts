@@ -1,0 +1,236 @@
+/**
+ * `pgforever restore`: picks the backup, writes its files (extents in place, holes for zeros),
+ * tablespaces (recorded or remapped locations), backup_label, tablespace_map and the recovery
+ * settings, and writes global/pg_control last, so a directory whose restore was interrupted cannot
+ * be started by mistake.
+ */
+import { lstat, mkdir, open, readFile, readdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { PgfError } from '../errors/index.js';
+import type { Logger } from '../log/index.js';
+import type { Settings } from '../config/index.js';
+import { openStorage } from '../storage/index.js';
+import { Repository, type BackupManifest, type ManifestFile } from '../repo/index.js';
+import { parseLsn } from '../pg/lsn.js';
+import { restoreFile } from './file.js';
+import { withRecoverySettings, type RecoveryOptions, type RecoveryTarget } from './recovery.js';
+
+export interface RestoreRequest {
+  pgdata: string;
+  set?: string;
+  target: RecoveryTarget;
+  action?: 'promote' | 'pause' | 'shutdown';
+  timeline?: string;
+  standby: boolean;
+  delta: boolean;
+  /** Tablespace oid -> new location. */
+  tablespaceMap: Map<number, string>;
+  restoreCommand: string;
+}
+
+export interface RestoreSummary {
+  backup: string;
+  pgdata: string;
+  files: number;
+  bytesWritten: number;
+  extentsWritten: number;
+  extentsKept: number;
+  filesRemoved: number;
+  durationMs: number;
+  requests: number;
+}
+
+const controlFile = 'global/pg_control';
+
+async function isEmptyOrMissing(dir: string): Promise<boolean> {
+  try {
+    return (await readdir(dir)).length === 0;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true;
+    throw err;
+  }
+}
+
+async function serverRunningIn(dir: string): Promise<number | undefined> {
+  const pidFile = await readFile(join(dir, 'postmaster.pid'), 'utf8').catch(() => undefined);
+  const pid = Number(pidFile?.split('\n')[0]);
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  try {
+    process.kill(pid, 0);
+    return pid;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM' ? pid : undefined;
+  }
+}
+
+/** The newest backup that finished before the target (any backup for targets known only to WAL). */
+export function chooseBackup(manifests: readonly BackupManifest[], target: RecoveryTarget): BackupManifest {
+  const oldest = manifests[0];
+  if (oldest === undefined) throw new PgfError('RESTORE_NO_BACKUP', 'the repository holds no backup: run pgforever backup first');
+  const window = `backups cover ${oldest.stopTime} (${oldest.stopLsn}) onwards`;
+  let candidates = [...manifests];
+  if (target.kind === 'time') {
+    const at = Date.parse(target.value);
+    if (Number.isNaN(at)) throw new PgfError('USAGE', `--target-time ${target.value} is not a time PostgreSQL and pgforever both read (use e.g. 2026-11-25 03:00:00+00)`);
+    candidates = manifests.filter((m) => Date.parse(m.stopTime) <= at);
+    if (candidates.length === 0) throw new PgfError('RESTORE_TARGET', `target time ${target.value} is before the oldest backup finished: ${window}`);
+  } else if (target.kind === 'lsn') {
+    const at = parseLsn(target.value);
+    candidates = manifests.filter((m) => parseLsn(m.stopLsn) <= at);
+    if (candidates.length === 0) throw new PgfError('RESTORE_TARGET', `target LSN ${target.value} is before the oldest backup finished: ${window}`);
+  }
+  return candidates.at(-1)!;
+}
+
+async function removeExtraneous(root: string, wanted: ReadonlySet<string>, relative = ''): Promise<number> {
+  let removed = 0;
+  for (const name of await readdir(join(root, relative))) {
+    const path = relative ? `${relative}/${name}` : name;
+    if (path === 'pg_wal') continue;
+    const st = await lstat(join(root, path));
+    if (!wanted.has(path)) {
+      await rm(join(root, path), { recursive: true, force: true });
+      removed += 1;
+    } else if (st.isDirectory()) {
+      removed += await removeExtraneous(root, wanted, path);
+    }
+  }
+  return removed;
+}
+
+export async function runRestore(settings: Settings, log: Logger, request: RestoreRequest): Promise<RestoreSummary> {
+  const began = Date.now();
+  const pgdata = resolve(request.pgdata);
+  if (!request.delta && !(await isEmptyOrMissing(pgdata))) {
+    throw new PgfError('RESTORE_TARGET_DIR', `${pgdata} is not empty: restore into an empty directory, or pass --delta to update it in place`);
+  }
+  const running = await serverRunningIn(pgdata);
+  if (running !== undefined) {
+    throw new PgfError('RESTORE_TARGET_DIR', `a PostgreSQL server (pid ${running}) is using ${pgdata}: stop it before restoring`);
+  }
+  const storage = await openStorage(settings.repo);
+  try {
+    const repo = await Repository.open(storage);
+    const ids = await repo.listBackups();
+    let manifest: BackupManifest;
+    if (request.set !== undefined && request.set !== 'latest') {
+      if (!ids.includes(request.set)) throw new PgfError('RESTORE_NO_BACKUP', `backup ${request.set} is not in the repository; pgforever info lists the backups`);
+      manifest = await repo.readManifest(request.set);
+    } else {
+      manifest = chooseBackup(await Promise.all(ids.map((id) => repo.readManifest(id))), request.target);
+    }
+    log.info({ backup: manifest.id, pgdata }, 'restore started');
+
+    const index = await repo.loadIndex();
+    const reader = repo.extentReader(index, { parallel: Math.max(2, settings.processMax * 2) });
+    await mkdir(pgdata, { recursive: true, mode: 0o700 });
+    // A delta restore must not be startable while it is half done.
+    await rm(join(pgdata, controlFile), { force: true });
+
+    const locationOf = (oid: number, recorded: string) => request.tablespaceMap.get(oid) ?? recorded;
+    for (const file of manifest.files) {
+      const path = join(pgdata, file.path);
+      if (file.kind === 'dir') {
+        await mkdir(path, { recursive: true, mode: file.mode });
+      } else if (file.kind === 'link') {
+        const oid = /^pg_tblspc\/(\d+)$/.exec(file.path)?.[1];
+        const target = oid !== undefined ? locationOf(Number(oid), file.linkTarget ?? '') : (file.linkTarget ?? '');
+        if (oid !== undefined) {
+          await mkdir(target, { recursive: true, mode: 0o700 });
+          if (!request.delta && !(await isEmptyOrMissing(target))) {
+            throw new PgfError('RESTORE_TARGET_DIR', `tablespace location ${target} is not empty: empty it, remap it with --tablespace-map ${oid}=DIR, or use --delta`);
+          }
+        }
+        await rm(path, { force: true, recursive: false }).catch(() => undefined);
+        await symlink(target, path);
+      }
+    }
+
+    const files = manifest.files.filter((f): f is ManifestFile & { extents: string } => f.kind === 'file' && f.extents !== undefined);
+    const totals = { bytesWritten: 0, extentsWritten: 0, extentsKept: 0 };
+    let next = 0;
+    const controlLast = files.find((f) => f.path === controlFile);
+    const worker = async () => {
+      while (next < files.length) {
+        const file = files[next++]!;
+        if (file === controlLast) continue;
+        const extents = await repo.readExtentList(file.extents);
+        const result = await restoreFile(join(pgdata, file.path), file.size, extents, {
+          key: repo.extentKey,
+          source: reader,
+          delta: request.delta,
+          mode: file.mode,
+          batchExtents: 64,
+        });
+        totals.bytesWritten += result.bytesWritten;
+        totals.extentsWritten += result.extentsWritten;
+        totals.extentsKept += result.extentsKept;
+      }
+    };
+    await Promise.all(Array.from({ length: Math.max(1, settings.processMax * 2) }, worker));
+
+    let filesRemoved = 0;
+    if (request.delta) {
+      const wanted = new Set(manifest.files.map((f) => f.path));
+      wanted.add(controlFile);
+      for (const extra of ['backup_label', 'tablespace_map', 'recovery.signal', 'standby.signal', 'postgresql.auto.conf']) wanted.add(extra);
+      filesRemoved = await removeExtraneous(pgdata, wanted);
+    }
+    await mkdir(join(pgdata, 'pg_wal', 'archive_status'), { recursive: true, mode: 0o700 });
+
+    await writeFile(join(pgdata, 'backup_label'), manifest.backupLabel, { mode: 0o600 });
+    if (manifest.tablespaceMap.trim() !== '') {
+      const remapped = manifest.tablespaceMap
+        .split('\n')
+        .filter((line) => line.trim() !== '')
+        .map((line) => {
+          const space = line.indexOf(' ');
+          const oid = Number(line.slice(0, space));
+          return `${oid} ${locationOf(oid, line.slice(space + 1))}`;
+        })
+        .join('\n');
+      await writeFile(join(pgdata, 'tablespace_map'), `${remapped}\n`, { mode: 0o600 });
+    }
+    const autoConfPath = join(pgdata, 'postgresql.auto.conf');
+    const autoConf = await readFile(autoConfPath, 'utf8').catch(() => '');
+    const recovery: RecoveryOptions = {
+      target: request.target,
+      standby: request.standby,
+      restoreCommand: request.restoreCommand,
+      ...(request.action !== undefined ? { action: request.action } : {}),
+      ...(request.timeline !== undefined ? { timeline: request.timeline } : {}),
+    };
+    await writeFile(autoConfPath, withRecoverySettings(autoConf, recovery), { mode: 0o600 });
+    await rm(join(pgdata, request.standby ? 'recovery.signal' : 'standby.signal'), { force: true });
+    await writeFile(join(pgdata, request.standby ? 'standby.signal' : 'recovery.signal'), '', { mode: 0o600 });
+
+    if (controlLast) {
+      const temporary = `${controlFile}.pgforever`;
+      await rm(join(pgdata, temporary), { force: true });
+      const result = await restoreFile(join(pgdata, temporary), controlLast.size, await repo.readExtentList(controlLast.extents), {
+        key: repo.extentKey,
+        source: reader,
+        delta: false,
+        mode: controlLast.mode,
+        batchExtents: 1,
+      });
+      totals.bytesWritten += result.bytesWritten;
+      totals.extentsWritten += result.extentsWritten;
+      await rename(join(pgdata, temporary), join(pgdata, controlFile));
+      const dir = await open(join(pgdata, dirname(controlFile)), 'r');
+      await dir.sync();
+      await dir.close();
+    }
+    return {
+      backup: manifest.id,
+      pgdata,
+      files: files.length,
+      ...totals,
+      filesRemoved,
+      durationMs: Date.now() - began,
+      requests: reader.stats.requests,
+    };
+  } finally {
+    await storage.close();
+  }
+}

@@ -1,0 +1,107 @@
+/**
+ * The whole loop on a real PostgreSQL 15: init, archiving through what `archive-command` prints, a
+ * full backup, a workload, incremental backups, and restores of each backup that must equal the
+ * source at its point, then pass amcheck and pg_checksums.
+ */
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { run, makeServerUserDir } from '../support/os-user.js';
+import { startCluster, startClusterFromDirectory, waitFor, type Cluster } from '../support/postgres.js';
+
+const bin = resolve(import.meta.dirname, '../../bin/pgforever.js');
+
+interface BackupJson {
+  id: string;
+  detection: string;
+  bytesStored: number;
+  extentsReused: number;
+  stopLsn: string;
+}
+
+describe('backup and restore on PostgreSQL 15', () => {
+  let source: Cluster;
+  let repo: string;
+  const restored: Cluster[] = [];
+
+  const pgforever = async (args: string[]) => {
+    const { stdout } = await run(process.execPath, [bin, ...args, '--repo', repo, '--log-level', 'warn'], {
+      asServerUser: true,
+      env: { ...process.env, ...source.env, PGFOREVER_PGDATA: source.pgdata },
+    });
+    return stdout;
+  };
+
+  /** Contents of the tables the workload touches, as one digest per table. */
+  const digest = async (cluster: Cluster) => {
+    const [row] = await cluster.query<{ accounts: string; events: string }>(
+      `SELECT (SELECT md5(string_agg(aid || ':' || abalance, ',' ORDER BY aid)) FROM pgbench_accounts) AS accounts,
+              (SELECT coalesce(md5(string_agg(id || ':' || payload, ',' ORDER BY id)), '') FROM events) AS events`,
+    );
+    return row!;
+  };
+
+  const restoreInto = async (args: string[]) => {
+    const target = await makeServerUserDir('pgf-restored-');
+    await pgforever(['restore', '--pgdata', join(target, 'data'), ...args]);
+    const cluster = await startClusterFromDirectory(join(target, 'data'));
+    restored.push(cluster);
+    await waitFor(async () => (await cluster.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r'))[0]?.r === false, { deadlineMs: 120_000, what: 'recovery to end' });
+    return cluster;
+  };
+
+  beforeAll(async () => {
+    repo = await makeServerUserDir('pgf-repo-');
+    const { stdout } = await run(process.execPath, [bin, 'archive-command', '--json', '--repo', repo]);
+    const commands = JSON.parse(stdout) as { archive_command: string };
+    source = await startCluster({ version: 15, settings: { wal_level: 'replica', archive_mode: 'on', archive_command: commands.archive_command } });
+    await pgforever(['init']);
+    await run(source.tools.pgbench, ['-i', '-s', '3', '-q'], { env: { ...process.env, ...source.env } });
+    await source.query('CREATE TABLE events (id serial PRIMARY KEY, payload text)');
+    await source.query('CREATE EXTENSION amcheck');
+  });
+
+  afterAll(async () => {
+    for (const cluster of restored) await cluster.destroy();
+    await source?.destroy();
+  });
+
+  it('restores a full and two incremental backups exactly, and the latest state through WAL', async () => {
+    const full = JSON.parse(await pgforever(['backup', '--json'])) as BackupJson;
+    expect(full.detection).toBe('full');
+    const atFull = await digest(source);
+
+    await source.query(`UPDATE pgbench_accounts SET abalance = abalance + 7 WHERE aid % 97 = 0`);
+    await source.query(`INSERT INTO events (payload) SELECT md5(g::text) FROM generate_series(1, 5000) g`);
+    const incr1 = JSON.parse(await pgforever(['backup', '--json'])) as BackupJson;
+    expect(incr1.detection).toBe('lsn');
+    expect(incr1.extentsReused).toBeGreaterThan(0);
+    expect(incr1.bytesStored).toBeLessThan(full.bytesStored);
+    const atIncr1 = await digest(source);
+
+    await source.query(`DELETE FROM events WHERE id % 3 = 0`);
+    await source.query(`UPDATE pgbench_accounts SET abalance = abalance - 1 WHERE aid < 500`);
+    const incr2 = JSON.parse(await pgforever(['backup', '--json'])) as BackupJson;
+    const atIncr2 = await digest(source);
+
+    await source.query(`INSERT INTO events (payload) VALUES ('after the last backup')`);
+    const latest = await digest(source);
+    await source.waitForArchived(await source.switchWal());
+
+    const checks: [BackupJson, { accounts: string; events: string }][] = [
+      [full, atFull],
+      [incr1, atIncr1],
+      [incr2, atIncr2],
+    ];
+    for (const [backup, expected] of checks) {
+      const cluster = await restoreInto(['--set', backup.id, '--target', 'immediate']);
+      expect(await digest(cluster)).toEqual(expected);
+      await run(cluster.tools.pgAmcheck, ['--heapallindexed', '-d', 'postgres'], { env: { ...process.env, ...cluster.env } });
+      await cluster.destroy();
+    }
+
+    const replayed = await restoreInto([]);
+    expect(await digest(replayed)).toEqual(latest);
+    await replayed.stop();
+    await run(replayed.tools.pgChecksums!, ['--check', '-D', replayed.pgdata], { asServerUser: true });
+  });
+});
