@@ -3,6 +3,7 @@
  * full backup, a workload, incremental backups, and restores of each backup that must equal the
  * source at its point, then pass amcheck and pg_checksums.
  */
+import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run, makeServerUserDir } from '../support/os-user.js';
@@ -22,6 +23,7 @@ describe('backup and restore on PostgreSQL 15', () => {
   let source: Cluster;
   let repo: string;
   const restored: Cluster[] = [];
+  const scratch: string[] = [];
 
   const pgforever = async (args: string[]) => {
     const { stdout } = await run(process.execPath, [bin, ...args, '--repo', repo, '--log-level', 'warn'], {
@@ -42,6 +44,7 @@ describe('backup and restore on PostgreSQL 15', () => {
 
   const restoreInto = async (args: string[]) => {
     const target = await makeServerUserDir('pgf-restored-');
+    scratch.push(target);
     await pgforever(['restore', '--pgdata', join(target, 'data'), ...args]);
     const cluster = await startClusterFromDirectory(join(target, 'data'));
     restored.push(cluster);
@@ -51,6 +54,7 @@ describe('backup and restore on PostgreSQL 15', () => {
 
   beforeAll(async () => {
     repo = await makeServerUserDir('pgf-repo-');
+    scratch.push(repo);
     const { stdout } = await run(process.execPath, [bin, 'archive-command', '--json', '--repo', repo]);
     const commands = JSON.parse(stdout) as { archive_command: string };
     source = await startCluster({ version: 15, settings: { wal_level: 'replica', archive_mode: 'on', archive_command: commands.archive_command } });
@@ -63,6 +67,7 @@ describe('backup and restore on PostgreSQL 15', () => {
   afterAll(async () => {
     for (const cluster of restored) await cluster.destroy();
     await source?.destroy();
+    for (const dir of scratch) await rm(dir, { recursive: true, force: true });
   });
 
   it('restores a full and two incremental backups exactly, and the latest state through WAL', async () => {
