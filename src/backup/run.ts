@@ -108,7 +108,7 @@ async function forEachParallel<T>(items: readonly T[], parallel: number, work: (
 export async function runBackup(settings: Settings, log: Logger, request: BackupRequest): Promise<BackupSummary> {
   const began = Date.now();
   const server = await ServerConnection.connect(settings.pgUrl);
-  const storage = await openStorage(settings.repo);
+  const storage = await openStorage(settings.repo, settings.s3);
   try {
     const info = await server.info();
     if (info.inRecovery) throw new PgfError('PG_SETTING', 'the server is a standby: run the backup against the primary');

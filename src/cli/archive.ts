@@ -10,7 +10,7 @@ import type { Settings } from '../config/index.js';
 type Flags = Record<string, unknown> & { config?: string; json?: boolean };
 
 async function openRepo(settings: Settings): Promise<Repository> {
-  return Repository.open(await openStorage(settings.repo));
+  return Repository.open(await openStorage(settings.repo, settings.s3));
 }
 
 function shellQuote(value: string): string {
@@ -21,7 +21,8 @@ function shellQuote(value: string): string {
 export function archiveCommands(settings: Settings, configPath?: string): { archive_command: string; restore_command: string } {
   const executable = resolve(fileURLToPath(import.meta.url), '../../../bin/pgforever.js');
   const line = (command: string, args: string) => {
-    const words = [process.execPath, executable, command, '--repo', resolve(settings.repo)];
+    const repo = settings.repo.startsWith('s3://') ? settings.repo : resolve(settings.repo);
+    const words = [process.execPath, executable, command, '--repo', repo];
     if (configPath) words.push('--config', resolve(configPath));
     return `${words.map(shellQuote).join(' ')} ${args}`;
   };

@@ -30,7 +30,7 @@ export function registerBackupCommands(program: Command): void {
     const server = await ServerConnection.connect(settings.pgUrl);
     try {
       const info = await server.info();
-      const repo = await Repository.init(await openStorage(settings.repo), {
+      const repo = await Repository.init(await openStorage(settings.repo, settings.s3), {
         systemIdentifier: info.systemIdentifier,
         pgMajor: info.major,
         walSegmentSize: info.walSegmentSize,

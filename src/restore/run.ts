@@ -108,7 +108,7 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
   if (running !== undefined) {
     throw new PgfError('RESTORE_TARGET_DIR', `a PostgreSQL server (pid ${running}) is using ${pgdata}: stop it before restoring`);
   }
-  const storage = await openStorage(settings.repo);
+  const storage = await openStorage(settings.repo, settings.s3);
   try {
     const repo = await Repository.open(storage);
     const ids = await repo.listBackups();

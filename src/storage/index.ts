@@ -1,14 +1,17 @@
 import { resolve } from 'node:path';
 import { PgfError } from '../errors/index.js';
+import type { S3Settings } from '../config/index.js';
 import { PosixStorage } from './posix.js';
+import { S3Storage } from './s3.js';
 import type { Storage } from './storage.js';
 
 export type { ListPage, ObjectInfo, Storage, WriteOptions } from './storage.js';
 
-/** A directory path, or `s3://bucket/prefix`. */
-export async function openStorage(location: string): Promise<Storage> {
-  if (location.startsWith('s3://')) {
-    throw new PgfError('USAGE', `S3 repositories are not available in this build yet: use a directory for --repo (${location})`);
+/** A directory path, or `s3://bucket/prefix` with the S3 settings (endpoint, region, credentials). */
+export async function openStorage(location: string, s3: S3Settings = {}): Promise<Storage> {
+  const match = /^s3:\/\/([^/]+)\/?(.*)$/.exec(location);
+  if (match) {
+    return new S3Storage({ bucket: match[1]!, prefix: match[2] ?? '', ...s3 });
   }
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(location)) {
     throw new PgfError('USAGE', `unsupported repository location ${location}: use a directory or s3://bucket/prefix`);
