@@ -1,24 +1,46 @@
-import { mkdtemp, readdir, rm, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { afterAll, describe, expect, it } from 'vitest';
-import { openStorage } from '../../src/storage/index.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openStorage, type Storage } from '../../src/storage/index.js';
+import { S3Storage } from '../../src/storage/s3.js';
+import { startS3Server, type S3Server } from '../support/s3server.js';
 import { Repository, acquireLease, keys } from '../../src/repo/index.js';
 import { compressFrame, extentId } from '../../src/native/index.js';
 import { isPgfError } from '../../src/errors/index.js';
 
 const dirs: string[] = [];
+let s3: S3Server;
+beforeAll(async () => {
+  s3 = await startS3Server();
+});
 afterAll(async () => {
+  await s3?.stop();
   for (const dir of dirs) await rm(dir, { recursive: true, force: true });
 });
 
+const backends: [string, () => Promise<Storage>][] = [
+  [
+    'posix',
+    async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'pgf-repo-'));
+      dirs.push(dir);
+      return openStorage(dir);
+    },
+  ],
+  [
+    's3',
+    async () =>
+      new S3Storage({ bucket: s3.bucket, prefix: `repo-${randomBytes(4).toString('hex')}`, endpoint: s3.endpoint, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey }),
+  ],
+];
+
+describe.each(backends)('repository on %s', (_backend, openBackend) => {
 async function freshRepo() {
-  const dir = await mkdtemp(join(tmpdir(), 'pgf-repo-'));
-  dirs.push(dir);
-  const storage = await openStorage(dir);
+  const storage = await openBackend();
   const repo = await Repository.init(storage, { systemIdentifier: '7000000000000000001', pgMajor: 15, walSegmentSize: 16 << 20, blockSize: 8192, compressLevel: 3 });
-  return { dir, storage, repo };
+  return { storage, repo };
 }
 
 async function extents(repo: Repository, count: number) {
@@ -30,7 +52,6 @@ async function extents(repo: Repository, count: number) {
   );
 }
 
-describe('repository', () => {
   it('refuses a second init and another cluster', async () => {
     const { storage } = await freshRepo();
     await expect(Repository.init(storage, { systemIdentifier: '1', pgMajor: 15, walSegmentSize: 1, blockSize: 8192, compressLevel: 3 })).rejects.toMatchObject({ code: 'REPO_ALREADY_INITIALIZED' });
@@ -70,7 +91,7 @@ describe('repository', () => {
   });
 
   it('detects one flipped byte in a pack, a list and a manifest', async () => {
-    const { dir, repo } = await freshRepo();
+    const { storage, repo } = await freshRepo();
     const index = await repo.loadIndex();
     const writer = repo.packWriter(index);
     const items = await extents(repo, 3);
@@ -80,15 +101,15 @@ describe('repository', () => {
     expect(await repo.readExtentList(listId)).toEqual([items[0]!.id, null, items[1]!.id]);
 
     const flip = async (key: string, at: number) => {
-      const path = join(dir, key);
-      const bytes = await readFile(path);
+      const bytes = await storage.read(key);
       bytes[at] = bytes[at]! ^ 0x40;
-      await writeFile(path, bytes);
+      await storage.write(key, bytes);
     };
-    const packDir = join(dir, 'packs');
-    const sub = (await readdir(packDir))[0]!;
-    const pack = (await readdir(join(packDir, sub)))[0]!;
-    await flip(`packs/${sub}/${pack}`, 30);
+    const packKeys: string[] = [];
+    for await (const object of storage.list('packs/')) packKeys.push(object.key);
+    const packKey = packKeys[0]!;
+    const pack = packKey.slice(packKey.lastIndexOf('/') + 1);
+    await flip(packKey, 30);
     const reader = repo.extentReader(await repo.loadIndex(), { parallel: 1 });
     const failure = await reader.fetch([items[0]!.id]).catch((e: unknown) => e);
     expect(isPgfError(failure, 'REPO_CORRUPT')).toBe(true);
