@@ -7,7 +7,7 @@ import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run, makeServerUserDir } from '../support/os-user.js';
-import { startCluster, startClusterFromDirectory, waitFor, type Cluster } from '../support/postgres.js';
+import { startCluster, startClusterFromDirectory, waitFor, type Cluster, type PgVersion } from '../support/postgres.js';
 
 const bin = resolve(import.meta.dirname, '../../bin/pgforever.js');
 
@@ -19,7 +19,7 @@ interface BackupJson {
   stopLsn: string;
 }
 
-describe('backup and restore on PostgreSQL 15', () => {
+describe.each([15, 17] as PgVersion[])('backup and restore on PostgreSQL %i', (version) => {
   let source: Cluster;
   let repo: string;
   const restored: Cluster[] = [];
@@ -45,7 +45,8 @@ describe('backup and restore on PostgreSQL 15', () => {
   const restoreInto = async (args: string[]) => {
     const target = await makeServerUserDir('pgf-restored-');
     scratch.push(target);
-    await pgforever(['restore', '--pgdata', join(target, 'data'), ...args]);
+    const [space] = await source.query<{ oid: number }>(`SELECT oid::int AS oid FROM pg_tablespace WHERE spcname = 'fast'`);
+    await pgforever(['restore', '--pgdata', join(target, 'data'), '--tablespace-map', `${space!.oid}=${join(target, 'fast')}`, ...args]);
     const cluster = await startClusterFromDirectory(join(target, 'data'));
     restored.push(cluster);
     await waitFor(async () => (await cluster.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r'))[0]?.r === false, { deadlineMs: 120_000, what: 'recovery to end' });
@@ -57,10 +58,10 @@ describe('backup and restore on PostgreSQL 15', () => {
     scratch.push(repo);
     const { stdout } = await run(process.execPath, [bin, 'archive-command', '--json', '--repo', repo]);
     const commands = JSON.parse(stdout) as { archive_command: string };
-    source = await startCluster({ version: 15, settings: { wal_level: 'replica', archive_mode: 'on', archive_command: commands.archive_command } });
+    source = await startCluster({ version, tablespaces: ['fast'], settings: { wal_level: 'replica', archive_mode: 'on', archive_command: commands.archive_command } });
     await pgforever(['init']);
     await run(source.tools.pgbench, ['-i', '-s', '3', '-q'], { env: { ...process.env, ...source.env } });
-    await source.query('CREATE TABLE events (id serial PRIMARY KEY, payload text)');
+    await source.query('CREATE TABLE events (id serial PRIMARY KEY, payload text) TABLESPACE fast');
     await source.query('CREATE EXTENSION amcheck');
   });
 
@@ -107,6 +108,6 @@ describe('backup and restore on PostgreSQL 15', () => {
     const replayed = await restoreInto([]);
     expect(await digest(replayed)).toEqual(latest);
     await replayed.stop();
-    await run(replayed.tools.pgChecksums!, ['--check', '-D', replayed.pgdata], { asServerUser: true });
+    if (replayed.tools.pgChecksums) await run(replayed.tools.pgChecksums, ['--check', '-D', replayed.pgdata], { asServerUser: true });
   });
 });
