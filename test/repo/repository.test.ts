@@ -119,6 +119,46 @@ async function extents(repo: Repository, count: number) {
     await expect(repo.readExtentList(listId)).rejects.toMatchObject({ code: 'REPO_CORRUPT' });
   });
 
+  it('keeps both sets when two writers add packs and index deltas at once', async () => {
+    const { storage, repo } = await freshRepo();
+    const other = await Repository.open(storage);
+    const [a, b] = await Promise.all([extents(repo, 30), extents(repo, 30)]);
+    await Promise.all(
+      [
+        [repo, a],
+        [other, b],
+      ].map(async ([r, items]) => {
+        const writer = (r as Repository).packWriter(await (r as Repository).loadIndex(), { targetBytes: 30_000, maxInFlight: 2 });
+        await writer.add(items as typeof a);
+        await (r as Repository).recordIndex(await writer.finish());
+      }),
+    );
+    const index = await repo.loadIndex();
+    expect(index.size).toBe(60);
+    const all = [...a, ...b];
+    const raws = await repo.extentReader(index, { parallel: 4 }).fetch(all.map((i) => i.id));
+    raws.forEach((raw, i) => expect(raw.equals(all[i]!.raw)).toBe(true));
+  });
+
+  it('detects a flipped byte in a manifest', async () => {
+    const { storage, repo } = await freshRepo();
+    const manifest = {
+      format: 1, id: '20260101T000000000Z', permanent: false, detection: 'full' as const, detectionReason: 'test', systemIdentifier: '1', pgVersionNum: 150000,
+      timeline: 1, startLsn: '0/2000028', stopLsn: '0/2000100', startTime: '', stopTime: '', walStart: '', walStop: '', backupLabel: '', tablespaceMap: '',
+      dataChecksums: true, tablespaces: [], databases: [], checksumFailures: [], files: [],
+      stats: { files: 0, bytesRead: 0, bytesNew: 0, bytesStored: 0, logicalBytes: 0, extentsReused: 0, extentsNew: 0, durationMs: 0 },
+    };
+    await repo.writeManifest(manifest);
+    expect(await repo.readManifest(manifest.id)).toEqual(manifest);
+    const key = keys.manifest(manifest.id);
+    const bytes = await storage.read(key);
+    bytes[bytes.length - 3] = bytes[bytes.length - 3]! ^ 1;
+    await storage.write(key, bytes);
+    const failure = await repo.readManifest(manifest.id).catch((e: unknown) => e);
+    expect(isPgfError(failure, 'REPO_CORRUPT')).toBe(true);
+    expect((failure as Error).message).toContain(key);
+  });
+
   it('lets one backup lease at a time and names the holder', async () => {
     const { storage } = await freshRepo();
     const first = await acquireLease(storage, 'backup', { command: 'backup' });
