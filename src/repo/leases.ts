@@ -1,6 +1,7 @@
 /**
  * Leases in `locks/`: one object per holder, with an expiry the holder keeps pushing forward, so a
- * crashed process blocks others only until its lease runs out. A lease conflicts with live leases
+ * crashed process blocks others only until its lease runs out; on the holder's own host, a lease
+ * whose process is gone is removed at once. A lease conflicts with live leases
  * of the same kind (two backups, or two expire runs, at once).
  *
  * Acquiring writes our lease first and then lists: of two racing processes each sees the other's
@@ -47,6 +48,17 @@ async function readLeases(storage: Storage): Promise<LeaseRecord[]> {
   return leases;
 }
 
+/** A lease of a process on this host that no longer exists: its holder crashed or was killed. */
+function orphaned(lease: LeaseRecord): boolean {
+  if (lease.host !== hostname()) return false;
+  try {
+    process.kill(lease.pid, 0);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
 function describe(lease: LeaseRecord): string {
   return `${lease.command} (pid ${lease.pid} on ${lease.host}, since ${lease.since}, lease until ${lease.expiresAt})`;
 }
@@ -66,7 +78,9 @@ export async function acquireLease(storage: Storage, kind: LeaseKind, options: L
   };
   const write = (r: LeaseRecord) => storage.write(keys.lease(r.name), Buffer.from(JSON.stringify(r)));
   await write(record);
-  const live = (await readLeases(storage)).filter((l) => l.kind === kind && l.name !== name && Date.parse(l.expiresAt) > Date.now());
+  const others = (await readLeases(storage)).filter((l) => l.kind === kind && l.name !== name);
+  for (const stale of others.filter(orphaned)) await storage.delete(keys.lease(stale.name));
+  const live = others.filter((l) => Date.parse(l.expiresAt) > Date.now() && !orphaned(l));
   const holder = live.filter((l) => l.name < name)[0];
   if (holder !== undefined) {
     await storage.delete(keys.lease(name));
