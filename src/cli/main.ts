@@ -3,6 +3,7 @@ import { PgfError } from '../errors/index.js';
 import { registerArchiveCommands } from './archive.js';
 import { registerBackupCommands } from './backup.js';
 import { registerRestoreCommands } from './restore.js';
+import { registerInfoCommands } from './info.js';
 
 export function buildProgram(): Command {
   const program = new Command('pgforever')
@@ -13,6 +14,7 @@ export function buildProgram(): Command {
   registerBackupCommands(program);
   registerArchiveCommands(program);
   registerRestoreCommands(program);
+  registerInfoCommands(program);
   return program;
 }
 

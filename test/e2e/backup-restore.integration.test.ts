@@ -93,6 +93,18 @@ describe.each([15, 17] as PgVersion[])('backup and restore on PostgreSQL %i', (v
     const latest = await digest(source);
     await source.waitForArchived(await source.switchWal());
 
+    const info = JSON.parse(await pgforever(['info', '--json'])) as {
+      backups: { id: string; detection: string }[];
+      wal: { timeline: string; first: string; last: string }[];
+      walGaps: string[];
+      sizes: { dedupRatio: number };
+    };
+    expect(info.backups.map((b) => b.id)).toEqual([full.id, incr1.id, incr2.id]);
+    expect(info.backups.map((b) => b.detection)).toEqual(['full', 'lsn', 'lsn']);
+    expect(info.wal).toHaveLength(1);
+    expect(info.walGaps).toEqual([]);
+    expect(info.sizes.dedupRatio).toBeGreaterThan(1);
+
     const checks: [BackupJson, { accounts: string; events: string }][] = [
       [full, atFull],
       [incr1, atIncr1],
