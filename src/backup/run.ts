@@ -105,7 +105,20 @@ async function forEachParallel<T>(items: readonly T[], parallel: number, work: (
   await Promise.all(Array.from({ length: Math.max(1, Math.min(parallel, items.length)) }, worker));
 }
 
-export async function runBackup(settings: Settings, log: Logger, request: BackupRequest): Promise<BackupSummary> {
+export interface BackupProgress {
+  filesDone: number;
+  files: number;
+  bytesDone: number;
+  bytes: number;
+  bytesStored: number;
+}
+
+export async function runBackup(
+  settings: Settings,
+  log: Logger,
+  request: BackupRequest,
+  onProgress?: (progress: BackupProgress) => void,
+): Promise<BackupSummary> {
   const began = Date.now();
   const server = await ServerConnection.connect(settings.pgUrl);
   const storage = await openStorage(settings.repo, settings.s3);
@@ -191,7 +204,14 @@ export async function runBackup(settings: Settings, log: Logger, request: Backup
         }
         byPath.set(entry.path, record);
       };
-      await forEachParallel(entries, settings.processMax, backupEntry);
+      const progress: BackupProgress = { filesDone: 0, files: entries.length, bytesDone: 0, bytes: entries.reduce((n, e) => n + e.size, 0), bytesStored: 0 };
+      await forEachParallel(entries, settings.processMax, async (entry) => {
+        await backupEntry(entry);
+        progress.filesDone += 1;
+        progress.bytesDone += entry.size;
+        progress.bytesStored = totals.bytesStored;
+        onProgress?.(progress);
+      });
       for (const entry of entries) {
         const record = byPath.get(entry.path);
         if (record) files.push(record);

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { ServerConnection } from '../pg/server.js';
 import { openStorage } from '../storage/index.js';
 import { Repository } from '../repo/index.js';
-import { runBackup, type BackupSummary } from '../backup/run.js';
+import { runBackup, type BackupProgress, type BackupSummary } from '../backup/run.js';
 import { commandContext, printJson, withCommonOptions } from './common.js';
 import { archiveCommands } from './archive.js';
 
@@ -63,13 +63,24 @@ export function registerBackupCommands(program: Command): void {
     { json: true },
   ).action(async (flags: Flags) => {
     const { settings, log, json } = commandContext(flags);
+    let lastDrawn = 0;
+    const progress = process.stderr.isTTY
+      ? (p: BackupProgress) => {
+          const now = Date.now();
+          if (now - lastDrawn < 250 && p.filesDone < p.files) return;
+          lastDrawn = now;
+          const percent = p.bytes > 0 ? Math.floor((100 * p.bytesDone) / p.bytes) : 100;
+          process.stderr.write(`\r${percent}%  ${p.filesDone}/${p.files} files  ${mib(p.bytesDone)} of ${mib(p.bytes)} read, ${mib(p.bytesStored)} stored   `);
+          if (p.filesDone === p.files) process.stderr.write('\n');
+        }
+      : undefined;
     const summary = await runBackup(settings, log, {
       full: flags.full === true,
       ...(typeof flags.label === 'string' ? { label: flags.label } : {}),
       permanent: flags.permanent === true,
       verifyUnchanged: flags.verifyUnchanged === true,
       walWaitMs: Number(flags.walWait) * 1000,
-    });
+    }, progress);
     if (json) printJson(summary);
     else process.stdout.write(`${describe(summary)}\n`);
   });
