@@ -2,6 +2,11 @@
  * `pgforever backup`: start the backup on one held connection; read, scan, hash and compress files
  * with bounded parallelism while packs upload; stop the backup; wait until the WAL it needs is in
  * the repository; write the manifest last, so a backup exists exactly when its manifest does.
+ *
+ * Memory is bounded by: processMax workers × (an 8 MiB chunk + its frames, at most 8 MiB more) +
+ * the pack being filled and at most two uploading (3 × 64 MiB) + the extent index (46–91 bytes per
+ * stored extent) + one parent extent list per worker (32 bytes per extent of a 1 GiB segment file:
+ * 256 KiB). With the default 2 workers that is about 230 MiB plus the index.
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
