@@ -838,6 +838,7 @@ module.exports = nativeBinding
 module.exports.compressExtents = nativeBinding.compressExtents
 module.exports.compressFrame = nativeBinding.compressFrame
 module.exports.compressFrames = nativeBinding.compressFrames
+module.exports.crc32cAppend = nativeBinding.crc32cAppend
 module.exports.decompressFrame = nativeBinding.decompressFrame
 module.exports.decompressFrames = nativeBinding.decompressFrames
 module.exports.extentId = nativeBinding.extentId

@@ -32,6 +32,9 @@ export declare function compressFrame(raw: Buffer, level: number): Promise<Buffe
 /** One frame per buffer of `raws`, at zstd `level`. */
 export declare function compressFrames(raws: Array<Buffer>, level: number): Promise<FrameBatch>
 
+/** Extends a CRC-32C over `data`; synchronous because hardware CRC runs at tens of GB/s. */
+export declare function crc32cAppend(crc: number, data: Uint8Array): number
+
 /** The raw bytes of exactly one frame, verified. */
 export declare function decompressFrame(frame: Buffer): Promise<Buffer>
 

@@ -238,6 +238,11 @@ export async function extentIds(data: Buffer, key: Buffer): Promise<Buffer[]> {
   );
 }
 
+/** Extends a CRC-32C (0 to start) over `data`: whole-file checksums for PostgreSQL backup manifests. */
+export function crc32cAppend(crc: number, data: Uint8Array): number {
+  return call(() => binding.crc32cAppend(crc >>> 0, data));
+}
+
 /** The id of one small piece of data, synchronously (bulk work belongs in `extentIds`). */
 export function extentId(extent: Uint8Array, key: Uint8Array): Buffer {
   return call(() => binding.extentId(extent, key));

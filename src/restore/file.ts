@@ -5,7 +5,7 @@
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { PgfError } from '../errors/index.js';
-import { EXTENT_BYTES, extentIds } from '../native/index.js';
+import { EXTENT_BYTES, crc32cAppend, extentIds } from '../native/index.js';
 
 /** Where extents come from; the repository's coalescing reader implements it. */
 export interface ExtentSource {
@@ -26,7 +26,11 @@ export interface FileRestoreResult {
   bytesWritten: number;
   extentsWritten: number;
   extentsKept: number;
+  /** CRC-32C of the whole file as written (fresh restores; a delta restore does not read kept extents' bytes twice). */
+  crc32c?: number;
 }
+
+const zeros = Buffer.alloc(EXTENT_BYTES);
 
 async function existingIds(handle: FileHandle, size: number, key: Buffer): Promise<(Buffer | null)[]> {
   const ids: (Buffer | null)[] = [];
@@ -78,6 +82,16 @@ export async function restoreFile(path: string, size: number, extents: readonly 
         todo.push({ index, id });
       }
     });
+    // Extents are written in file order, so a fresh file's checksum is built as they go, holes included.
+    let crc = 0;
+    let summed = 0;
+    const sumThrough = (index: number, data?: Buffer) => {
+      for (; summed < index; summed++) crc = crc32cAppend(crc, zeros.subarray(0, Math.min(EXTENT_BYTES, size - summed * EXTENT_BYTES)));
+      if (data) {
+        crc = crc32cAppend(crc, data);
+        summed = index + 1;
+      }
+    };
     for (let start = 0; start < todo.length; start += options.batchExtents) {
       const batch = todo.slice(start, start + options.batchExtents);
       const wanted = batch.filter((t): t is { index: number; id: Buffer } => t.id !== null);
@@ -90,9 +104,14 @@ export async function restoreFile(path: string, size: number, extents: readonly 
           throw new PgfError('REPO_CORRUPT', `extent ${index} of ${path} holds ${data.length} bytes where the manifest says ${length}: run pgforever verify`);
         }
         await handle.write(data, 0, length, index * EXTENT_BYTES);
+        if (!options.delta) sumThrough(index, data.subarray(0, length));
         result.bytesWritten += length;
         result.extentsWritten += 1;
       }
+    }
+    if (!options.delta) {
+      sumThrough(extents.length);
+      result.crc32c = crc;
     }
     await handle.chmod(options.mode);
     await handle.sync();

@@ -13,6 +13,8 @@ import { openStorage } from '../storage/index.js';
 import { Repository, type BackupManifest, type ManifestFile } from '../repo/index.js';
 import { parseLsn } from '../pg/lsn.js';
 import { restoreFile } from './file.js';
+import { renderBackupManifest, type ManifestFile as PgManifestFile } from './backup-manifest.js';
+import { crc32cAppend } from '../native/index.js';
 import { withRecoverySettings, type RecoveryOptions, type RecoveryTarget } from './recovery.js';
 
 export interface RestoreRequest {
@@ -98,6 +100,39 @@ async function removeExtraneous(root: string, wanted: ReadonlySet<string>, relat
   return removed;
 }
 
+function crcHex(crc: number): string {
+  const bytes = Buffer.alloc(4);
+  bytes.writeUInt32LE(crc >>> 0);
+  return bytes.toString('hex');
+}
+
+/**
+ * PostgreSQL's backup_manifest for the restored files, so `pg_verifybackup -n` can check the
+ * directory before the server starts. Written just before pg_control is renamed into place.
+ */
+async function writeBackupManifest(
+  pgdata: string,
+  manifest: BackupManifest,
+  files: readonly ManifestFile[],
+  checksums: Map<string, number>,
+): Promise<void> {
+  const entries: PgManifestFile[] = [];
+  for (const file of files) {
+    const crc = checksums.get(file.path);
+    if (crc === undefined) continue;
+    entries.push({ path: file.path, size: file.size, mtime: new Date(file.mtimeMs), checksumAlgorithm: 'CRC32C', checksum: crcHex(crc) });
+  }
+  const written: [string, string][] = [['backup_label', manifest.backupLabel]];
+  const map = await readFile(join(pgdata, 'tablespace_map'), 'utf8').catch(() => undefined);
+  if (map !== undefined) written.push(['tablespace_map', map]);
+  for (const [path, text] of written) {
+    const bytes = Buffer.from(text);
+    entries.push({ path, size: bytes.length, mtime: new Date(), checksumAlgorithm: 'CRC32C', checksum: crcHex(crc32cAppend(0, bytes)) });
+  }
+  const body = renderBackupManifest(entries, [{ timeline: manifest.timeline, startLsn: manifest.startLsn, endLsn: manifest.stopLsn }]);
+  await writeFile(join(pgdata, 'backup_manifest'), body, { mode: 0o600 });
+}
+
 export async function runRestore(settings: Settings, log: Logger, request: RestoreRequest): Promise<RestoreSummary> {
   const began = Date.now();
   const pgdata = resolve(request.pgdata);
@@ -148,6 +183,7 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
 
     const files = manifest.files.filter((f): f is ManifestFile & { extents: string } => f.kind === 'file' && f.extents !== undefined);
     const totals = { bytesWritten: 0, extentsWritten: 0, extentsKept: 0 };
+    const checksums = new Map<string, number>();
     let next = 0;
     const controlLast = files.find((f) => f.path === controlFile);
     const worker = async () => {
@@ -165,6 +201,7 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
         totals.bytesWritten += result.bytesWritten;
         totals.extentsWritten += result.extentsWritten;
         totals.extentsKept += result.extentsKept;
+        if (result.crc32c !== undefined) checksums.set(file.path, result.crc32c);
       }
     };
     await Promise.all(Array.from({ length: Math.max(1, settings.processMax * 2) }, worker));
@@ -216,6 +253,8 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
       });
       totals.bytesWritten += result.bytesWritten;
       totals.extentsWritten += result.extentsWritten;
+      if (result.crc32c !== undefined) checksums.set(controlFile, result.crc32c);
+      if (!request.delta) await writeBackupManifest(pgdata, manifest, files, checksums);
       await rename(join(pgdata, temporary), join(pgdata, controlFile));
       const dir = await open(join(pgdata, dirname(controlFile)), 'r');
       await dir.sync();

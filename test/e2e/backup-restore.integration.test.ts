@@ -47,6 +47,7 @@ describe.each([15, 17] as PgVersion[])('backup and restore on PostgreSQL %i', (v
     scratch.push(target);
     const [space] = await source.query<{ oid: number }>(`SELECT oid::int AS oid FROM pg_tablespace WHERE spcname = 'fast'`);
     await pgforever(['restore', '--pgdata', join(target, 'data'), '--tablespace-map', `${space!.oid}=${join(target, 'fast')}`, ...args]);
+    if (source.tools.pgVerifybackup) await run(source.tools.pgVerifybackup, ['-n', join(target, 'data')]);
     const cluster = await startClusterFromDirectory(join(target, 'data'));
     restored.push(cluster);
     await waitFor(async () => (await cluster.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r'))[0]?.r === false, { deadlineMs: 120_000, what: 'recovery to end' });

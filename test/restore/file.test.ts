@@ -63,3 +63,18 @@ describe('restoreFile', () => {
     expect((await readFile(target)).equals(content)).toBe(true);
   });
 });
+
+describe('restoreFile checksum', () => {
+  it('is the CRC-32C of the whole file, holes included', async () => {
+    const { crc32cAppend } = await import('../../src/native/index.js');
+    const key = randomBytes(32);
+    const dir = await mkdtemp(join(tmpdir(), 'pgf-restore-'));
+    dirs.push(dir);
+    const content = Buffer.concat([Buffer.alloc(2 * EXTENT_BYTES), randomBytes(EXTENT_BYTES), Buffer.alloc(EXTENT_BYTES + 77)]);
+    const ids = await extentIds(content, key);
+    const extents = ids.map((id, i) => (content.subarray(i * EXTENT_BYTES, (i + 1) * EXTENT_BYTES).every((b) => b === 0) ? null : Buffer.from(id)));
+    const byId = new Map(extents.flatMap((id, i) => (id ? [[id.toString('hex'), Buffer.from(content.subarray(i * EXTENT_BYTES, (i + 1) * EXTENT_BYTES))] as const] : [])));
+    const result = await restoreFile(join(dir, 'f'), content.length, extents, { key, source: new CountingSource(new Map(byId)), delta: false, mode: 0o600, batchExtents: 2 });
+    expect(result.crc32c).toBe(crc32cAppend(0, content));
+  });
+});
