@@ -1,17 +1,20 @@
 import { resolve } from 'node:path';
 import { PgfError } from '../errors/index.js';
-import type { S3Settings } from '../config/index.js';
 import { PosixStorage } from './posix.js';
-import { S3Storage } from './s3.js';
+import { S3Storage, type S3Settings } from './s3.js';
 import type { Storage } from './storage.js';
 
-export type { ListPage, ObjectInfo, Storage, WriteOptions } from './storage.js';
+export type { ListPage, ObjectInfo, Storage, StorageStats, WriteOptions } from './storage.js';
+export type { S3Settings } from './s3.js';
 
-/** A directory path, or `s3://bucket/prefix` with the S3 settings (endpoint, region, credentials). */
+/**
+ * A directory path, or `s3://bucket/prefix` with its settings (endpoint, region, credentials,
+ * timeouts, multipart sizes); the settings are ignored for a directory.
+ */
 export async function openStorage(location: string, s3: S3Settings = {}): Promise<Storage> {
   const match = /^s3:\/\/([^/]+)\/?(.*)$/.exec(location);
   if (match) {
-    return new S3Storage({ bucket: match[1]!, prefix: match[2] ?? '', ...s3 });
+    return new S3Storage({ ...s3, bucket: match[1]!, prefix: match[2]! });
   }
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(location)) {
     throw new PgfError('USAGE', `unsupported repository location ${location}: use a directory or s3://bucket/prefix`);

@@ -1,33 +1,37 @@
 /**
  * A repository in a local directory. Writes go to a temporary name in the target directory, are
  * fsynced, then renamed (or linked, for ifAbsent) into place and the directory fsynced: a crash
- * leaves the old state or the whole new object, never part of one.
+ * leaves the old state or the whole new object, never part of one. Temporary names carry a marker
+ * that list() and removeStaleTemporaries() recognise, so a killed writer's leftovers stay invisible.
  */
 import { randomBytes } from 'node:crypto';
 import { link, mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { PgfError } from '../errors/index.js';
-import type { ListPage, ObjectInfo, Storage, WriteOptions } from './storage.js';
+import { emptyStats, type ListPage, type ObjectInfo, type Storage, type WriteOptions } from './storage.js';
 
 const temporaryMarker = '.pgf-tmp-';
 const pageSize = 1000;
 
-function storageError(err: unknown, action: string, where: string): PgfError {
+function storageError(err: unknown, action: string, where: string, root: string): PgfError {
+  if (err instanceof PgfError) return err;
   const code = (err as NodeJS.ErrnoException).code;
   switch (code) {
     case 'ENOENT':
-      return new PgfError('STORAGE_NOT_FOUND', `${where} does not exist`, { cause: err });
+    case 'ENOTDIR':
+    case 'EISDIR':
+      return new PgfError('STORAGE_NOT_FOUND', `${where} does not exist: check --repo, or the repository lost this object`, { cause: err });
     case 'ENOSPC':
     case 'EDQUOT':
-      return new PgfError('STORAGE_FULL', `repository disk is full while trying to ${action} ${where}: free space there, then retry`, { cause: err });
+      return new PgfError('STORAGE_FULL', `repository disk is full (could not ${action} ${where}): free space at ${root} then retry`, { cause: err });
     case 'EACCES':
     case 'EPERM':
     case 'EROFS':
       return new PgfError('STORAGE_DENIED', `permission denied to ${action} ${where}: run as the repository's owner or fix its permissions`, { cause: err });
     case 'EEXIST':
-      return new PgfError('STORAGE_EXISTS', `${where} already exists`, { cause: err });
+      return new PgfError('STORAGE_EXISTS', `${where} already exists: another writer created it first`, { cause: err });
     default:
-      return new PgfError('STORAGE_IO', `cannot ${action} ${where}: ${(err as Error).message}`, { cause: err });
+      return new PgfError('STORAGE_IO', `cannot ${action} ${where} (${(err as Error).message}): check the disk and the system log, then retry`, { cause: err });
   }
 }
 
@@ -40,43 +44,66 @@ async function fsyncDirectory(path: string): Promise<void> {
   }
 }
 
+interface Entry {
+  path: string;
+  size: number;
+  modifiedMs: number;
+}
+
 export class PosixStorage implements Storage {
   readonly location: string;
+  readonly stats = emptyStats();
+  /** Directories whose whole path up to the root this process has synced. */
+  private readonly durableDirectories = new Set<string>();
 
   constructor(private readonly root: string) {
     this.location = root;
   }
 
   private path(key: string): string {
-    if (key.startsWith('/') || key.split('/').includes('..')) throw new PgfError('STORAGE_IO', `invalid object key ${key}`);
-    return join(this.root, ...key.split('/'));
+    const parts = key.split('/');
+    if (parts.some((p) => p === '' || p === '.' || p === '..' || p.includes('\0')) || key.includes(temporaryMarker)) {
+      throw new PgfError('STORAGE_IO', `invalid object key "${key}": this is a bug in pgforever, please report it`);
+    }
+    return join(this.root, ...parts);
   }
 
-  private async walk(dir: string, out: ObjectInfo[]): Promise<void> {
-    let names: string[];
+  private key(path: string): string {
+    return relative(this.root, path).split(sep).join('/');
+  }
+
+  /** Every file under `dir`, sorted into objects and temporaries. */
+  private async walk(dir: string, objects: Entry[], temporaries: Entry[]): Promise<void> {
+    let entries;
     try {
-      names = await readdir(dir);
+      entries = await readdir(dir, { withFileTypes: true });
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return;
-      throw storageError(err, 'list', dir);
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return;
+      throw storageError(err, 'list', dir, this.root);
     }
-    for (const name of names) {
-      if (name.includes(temporaryMarker)) continue;
-      const full = join(dir, name);
-      const st = await stat(full).catch(() => undefined);
-      if (st === undefined) continue;
-      if (st.isDirectory()) await this.walk(full, out);
-      else if (st.isFile()) out.push({ key: relative(this.root, full).split(sep).join('/'), size: st.size, modifiedMs: st.mtimeMs });
+    for (const entry of entries) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) {
+        await this.walk(path, objects, temporaries);
+      } else if (entry.isFile()) {
+        // A file can vanish between readdir and stat (a delete, a temporary renamed into place).
+        const st = await stat(path).catch(() => undefined);
+        if (st?.isFile()) (entry.name.includes(temporaryMarker) ? temporaries : objects).push({ path, size: st.size, modifiedMs: st.mtimeMs });
+      }
     }
   }
 
-  /** Objects under the directory part of `prefix` whose keys start with it, in key order. */
+  /** Objects whose keys start with `prefix`, in key order. */
   private async all(prefix: string): Promise<ObjectInfo[]> {
+    this.stats.list += 1;
     const slash = prefix.lastIndexOf('/');
-    const base = slash < 0 ? this.root : this.path(prefix.slice(0, slash));
-    const out: ObjectInfo[] = [];
-    await this.walk(base, out);
-    return out.filter((o) => o.key.startsWith(prefix)).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    const objects: Entry[] = [];
+    await this.walk(slash < 0 ? this.root : this.path(prefix.slice(0, slash)), objects, []);
+    return objects
+      .map((o) => ({ key: this.key(o.path), size: o.size, modifiedMs: o.modifiedMs }))
+      .filter((o) => o.key.startsWith(prefix))
+      .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
 
   async listPage(prefix: string, continuation?: string): Promise<ListPage> {
@@ -89,49 +116,81 @@ export class PosixStorage implements Storage {
     yield* await this.all(prefix);
   }
 
+  private where(key: string): string {
+    return join(this.root, key);
+  }
+
   async read(key: string): Promise<Buffer> {
-    const path = this.path(key);
-    const handle = await open(path, 'r').catch((err: unknown) => {
-      throw storageError(err, 'read', `${this.location}/${key}`);
-    });
+    this.stats.get += 1;
     try {
-      return await handle.readFile();
-    } finally {
-      await handle.close();
+      const handle = await open(this.path(key), 'r');
+      try {
+        const bytes = await handle.readFile();
+        this.stats.bytesIn += bytes.length;
+        return bytes;
+      } finally {
+        await handle.close();
+      }
+    } catch (err) {
+      throw storageError(err, 'read', this.where(key), this.root);
     }
   }
 
   async readRange(key: string, offset: number, length: number): Promise<Buffer> {
-    const handle = await open(this.path(key), 'r').catch((err: unknown) => {
-      throw storageError(err, 'read', `${this.location}/${key}`);
-    });
+    this.stats.get += 1;
+    let filled = 0;
+    const buffer = Buffer.allocUnsafe(length);
     try {
-      const buffer = Buffer.allocUnsafe(length);
-      let filled = 0;
-      while (filled < length) {
-        const { bytesRead } = await handle.read(buffer, filled, length - filled, offset + filled);
-        if (bytesRead === 0) break;
-        filled += bytesRead;
+      const handle = await open(this.path(key), 'r');
+      try {
+        while (filled < length) {
+          const { bytesRead } = await handle.read(buffer, filled, length - filled, offset + filled);
+          if (bytesRead === 0) break;
+          filled += bytesRead;
+        }
+      } finally {
+        await handle.close();
       }
-      if (filled < length) {
-        throw new PgfError('STORAGE_IO', `${this.location}/${key} ends before byte ${offset + length}: the object is truncated`);
-      }
-      return buffer;
-    } finally {
-      await handle.close();
+    } catch (err) {
+      throw storageError(err, 'read', this.where(key), this.root);
     }
+    this.stats.bytesIn += filled;
+    if (filled < length) {
+      throw new PgfError('STORAGE_IO', `${this.where(key)} ends before byte ${offset + length}: the object is truncated; run verify on the repository`);
+    }
+    return buffer;
+  }
+
+  /**
+   * Creates `dir` and makes its path durable. An entry is durable once its parent is synced, and
+   * another writer may have created part of the path without syncing it yet, so every parent up to
+   * the root (and above it, when this call created the root) is synced once per process.
+   */
+  private async ensureDirectory(dir: string): Promise<void> {
+    if (this.durableDirectories.has(dir)) return;
+    const created = await mkdir(dir, { recursive: true });
+    const createdRoot = created !== undefined && (this.key(created) === '' || this.key(created).startsWith('..'));
+    const top = createdRoot ? dirname(created) : this.root;
+    for (let d = dir; d !== top && dirname(d) !== d; ) {
+      d = dirname(d);
+      await fsyncDirectory(d);
+    }
+    this.durableDirectories.add(dir);
   }
 
   async write(key: string, data: Buffer | Buffer[], options: WriteOptions = {}): Promise<void> {
     const path = this.path(key);
     const dir = dirname(path);
+    const parts = Array.isArray(data) ? data : [data];
     const temporary = `${path}${temporaryMarker}${randomBytes(6).toString('hex')}`;
-    const where = `${this.location}/${key}`;
+    this.stats.put += 1;
     try {
-      await mkdir(dir, { recursive: true });
+      await this.ensureDirectory(dir);
       const handle = await open(temporary, 'wx', 0o640);
       try {
-        for (const part of Array.isArray(data) ? data : [data]) await handle.write(part);
+        for (const part of parts) {
+          for (let done = 0; done < part.length; ) done += (await handle.write(part, done, part.length - done)).bytesWritten;
+        }
         await handle.sync();
       } finally {
         await handle.close();
@@ -145,27 +204,48 @@ export class PosixStorage implements Storage {
       }
       await fsyncDirectory(dir);
     } catch (err) {
-      await rm(temporary, { force: true });
-      throw err instanceof PgfError ? err : storageError(err, 'write', where);
+      await rm(temporary, { force: true }).catch(() => undefined);
+      throw storageError(err, 'write', this.where(key), this.root);
     }
+    for (const part of parts) this.stats.bytesOut += part.length;
   }
 
   async delete(key: string): Promise<void> {
+    this.stats.delete += 1;
     try {
       await unlink(this.path(key));
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw storageError(err, 'delete', `${this.location}/${key}`);
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw storageError(err, 'delete', this.where(key), this.root);
     }
   }
 
   async stat(key: string): Promise<ObjectInfo | undefined> {
+    this.stats.head += 1;
     try {
       const st = await stat(this.path(key));
       return st.isFile() ? { key, size: st.size, modifiedMs: st.mtimeMs } : undefined;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw storageError(err, 'stat', `${this.location}/${key}`);
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+      throw storageError(err, 'stat', this.where(key), this.root);
     }
+  }
+
+  async removeStaleTemporaries(olderThanMs: number): Promise<number> {
+    this.stats.list += 1;
+    const temporaries: Entry[] = [];
+    await this.walk(this.root, [], temporaries);
+    const cutoff = Date.now() - olderThanMs;
+    let removed = 0;
+    for (const t of temporaries) {
+      if (t.modifiedMs >= cutoff) continue;
+      this.stats.delete += 1;
+      await rm(t.path, { force: true }).catch((err: unknown) => {
+        throw storageError(err, 'remove', t.path, this.root);
+      });
+      removed += 1;
+    }
+    return removed;
   }
 
   async close(): Promise<void> {}
