@@ -1,55 +1,125 @@
-import { resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import type { Command } from 'commander';
+import { dirname } from 'node:path';
+import { InvalidArgumentError, type Command } from 'commander';
 import { openStorage } from '../storage/index.js';
 import { Repository } from '../repo/index.js';
-import { getWalFile, pushWalFile } from '../wal/archive.js';
-import { commandContext, printJson, withCommonOptions } from './common.js';
+import { PgfError } from '../errors/index.js';
 import type { Settings } from '../config/index.js';
+import { getWalFile, pushWalFile } from '../wal/archive.js';
+import { archiveCommands as commandsFor, postgresqlConfLines, type ArchiveCommands } from '../wal/archive-command.js';
+import { runArchiveDaemon, holdsSpoolLock } from '../wal/daemon.js';
+import { WalFetcher } from '../wal/fetch.js';
+import { WalPusher } from '../wal/push.js';
+import { Spool, spoolBeside } from '../wal/spool.js';
+import { commandContext, printJson, withCommonOptions } from './common.js';
 
-type Flags = Record<string, unknown> & { config?: string; json?: boolean };
+type Flags = Record<string, unknown> & { config?: string; json?: boolean; spool?: string; timeout?: number; prefetch?: number; idleExit?: number };
+
+const DEFAULT_TIMEOUT_S = 60;
+const DEFAULT_IDLE_EXIT_S = 60;
 
 async function openRepo(settings: Settings): Promise<Repository> {
   return Repository.open(await openStorage(settings.repo, settings.s3));
 }
 
-function shellQuote(value: string): string {
-  return /^[A-Za-z0-9_./:=@%+-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
+function wholeNumber(name: string, min: number, max: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be a whole number from ${min} to ${max}`);
+    return n;
+  };
 }
 
 /** The archive and restore commands for this repository, as postgresql.conf should hold them. */
-export function archiveCommands(settings: Settings, configPath?: string): { archive_command: string; restore_command: string } {
-  const executable = resolve(fileURLToPath(import.meta.url), '../../../bin/pgforever.js');
-  const line = (command: string, args: string) => {
-    const repo = settings.repo.startsWith('s3://') ? settings.repo : resolve(settings.repo);
-    const words = [process.execPath, executable, command, '--repo', repo];
-    if (configPath) words.push('--config', resolve(configPath));
-    return `${words.map(shellQuote).join(' ')} ${args}`;
-  };
-  return { archive_command: line('archive-push', '%p'), restore_command: line('archive-get', '%f %p') };
+export function archiveCommands(settings: Settings, configPath?: string): ArchiveCommands {
+  return commandsFor(settings.repo, { config: configPath });
 }
 
 export function registerArchiveCommands(program: Command): void {
-  withCommonOptions(program.command('archive-push').description('archive one WAL segment or history file (archive_command)').argument('<path>'))
-    .action(async (path: string, flags: Flags) => {
-      const { settings, log } = commandContext(flags);
-      const repo = await openRepo(settings);
-      const outcome = await pushWalFile(repo, path, settings.compressLevel);
-      log.debug({ path, outcome }, 'archive-push');
-    });
+  const spoolOption = ['--spool <dir>', 'spool directory shared with pgforever-archive (default: pg_wal/pgforever/<repository key> when the file is in a server\'s pg_wal)'] as const;
+  const timeoutOption = ['--timeout <seconds>', `give up after this long, so PostgreSQL retries (default ${DEFAULT_TIMEOUT_S})`, wholeNumber('--timeout', 1, 86_400)] as const;
 
-  withCommonOptions(program.command('archive-get').description('fetch one WAL segment or history file (restore_command); exit 1 when absent').argument('<name>').argument('<dest>'))
-    .action(async (name: string, dest: string, flags: Flags) => {
-      const { settings } = commandContext(flags);
-      const repo = await openRepo(settings);
-      if (!(await getWalFile(repo, name, dest))) process.exitCode = 1;
+  withCommonOptions(
+    program
+      .command('archive-push')
+      .description('archive one WAL segment or history file (archive_command); pushes the next ready ones ahead')
+      .argument('<path>')
+      .option(...spoolOption)
+      .option(...timeoutOption),
+  ).action(async (path: string, flags: Flags) => {
+    const { settings, log } = commandContext(flags);
+    const outcome = await pushWalFile(() => openRepo(settings), path, {
+      spool: flags.spool ?? (await spoolBeside(dirname(path), settings.repo)),
+      parallel: settings.processMax,
+      compressLevel: settings.compressLevel,
+      timeoutMs: (flags.timeout ?? DEFAULT_TIMEOUT_S) * 1000,
+      log,
     });
+    log.debug({ path, outcome }, 'archive-push');
+  });
 
-  withCommonOptions(program.command('archive-command').description('print the archive_command and restore_command for this repository'), { json: true })
-    .action((flags: Flags) => {
-      const { settings, json } = commandContext(flags);
-      const commands = archiveCommands(settings, flags.config);
-      if (json) printJson(commands);
-      else process.stdout.write(`archive_command = '${commands.archive_command.replace(/'/g, "''")}'\nrestore_command = '${commands.restore_command.replace(/'/g, "''")}'\n`);
+  withCommonOptions(
+    program
+      .command('archive-get')
+      .description('fetch one WAL segment or history file (restore_command); exit 1 when absent; prefetches the next segments')
+      .argument('<name>')
+      .argument('<dest>')
+      .option(...spoolOption)
+      .option(...timeoutOption)
+      .option('--prefetch <count>', 'segments to fetch ahead into the spool (default 4 x process max)', wholeNumber('--prefetch', 0, 1024)),
+  ).action(async (name: string, dest: string, flags: Flags) => {
+    const { settings, log } = commandContext(flags);
+    const found = await getWalFile(() => openRepo(settings), name, dest, {
+      spool: flags.spool ?? (await spoolBeside(dirname(dest), settings.repo)),
+      parallel: settings.processMax,
+      prefetch: flags.prefetch ?? settings.processMax * 4,
+      timeoutMs: (flags.timeout ?? DEFAULT_TIMEOUT_S) * 1000,
+      log,
     });
+    if (!found) process.exitCode = 1;
+  });
+
+  withCommonOptions(
+    program
+      .command('archive-daemon')
+      .description('the background pusher and prefetcher that pgforever-archive starts (holding the spool lock); exits when idle')
+      .requiredOption('--spool <dir>', 'spool directory')
+      .option('--timeout <seconds>', `how long clients wait; answers come before that (default ${DEFAULT_TIMEOUT_S})`, wholeNumber('--timeout', 1, 86_400))
+      .option('--idle-exit <seconds>', `exit after this long without work (default ${DEFAULT_IDLE_EXIT_S})`, wholeNumber('--idle-exit', 1, 86_400))
+      .option('--prefetch <count>', 'segments to keep fetched ahead of recovery (default 4 x process max)', wholeNumber('--prefetch', 0, 1024)),
+  ).action(async (flags: Flags) => {
+    const { settings, log } = commandContext(flags);
+    const spool = await Spool.open(flags.spool ?? '');
+    if (!(await holdsSpoolLock(spool))) {
+      throw new PgfError('USAGE', `archive-daemon runs only as started by pgforever-archive, which passes the locked ${spool.lockPath} as its standard input`);
+    }
+    const repo = await openRepo(settings);
+    const timeoutS = flags.timeout ?? DEFAULT_TIMEOUT_S;
+    try {
+      await runArchiveDaemon({
+        spool,
+        location: repo.location,
+        pusher: new WalPusher(repo, { parallel: settings.processMax, compressLevel: settings.compressLevel, log, spool }),
+        fetcher: new WalFetcher(repo, { parallel: settings.processMax, prefetch: flags.prefetch ?? settings.processMax * 4, spool, log }),
+        idleExitMs: (flags.idleExit ?? DEFAULT_IDLE_EXIT_S) * 1000,
+        // Answer a little before the client stops waiting, so PostgreSQL's log gets the reason.
+        timeoutMs: Math.max(timeoutS * 900, timeoutS * 1000 - 5000),
+        log,
+      });
+    } finally {
+      await repo.storage.close();
+    }
+  });
+
+  withCommonOptions(
+    program
+      .command('archive-command')
+      .description('print the archive_command and restore_command for this repository (the fastest path installed)')
+      .option('--spool <dir>', 'spool directory for the commands to use (default: pg_wal/pgforever/<repository key> in the data directory)'),
+    { json: true },
+  ).action((flags: Flags) => {
+    const { settings, json } = commandContext(flags);
+    const commands = commandsFor(settings.repo, { config: flags.config, spool: flags.spool });
+    if (json) printJson(commands);
+    else process.stdout.write(postgresqlConfLines(commands));
+  });
 }

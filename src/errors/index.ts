@@ -17,6 +17,9 @@ export const errorCodes = {
   WAL_CRC: 1,
   WAL_CONFLICT: 1,
   WAL_NOT_FOUND: 1,
+  // archive-push / archive-get
+  ARCHIVE_TIMEOUT: 1,
+  ARCHIVE_SPOOL: 1,
   // restore
   RESTORE_NO_BACKUP: 1,
   RESTORE_TARGET: 1,

@@ -1,50 +1,69 @@
 /**
- * archive-push and archive-get as PostgreSQL's archive_command and restore_command run them.
- * Success is reported only once the file is durable in the repository (Storage.write resolves
- * after fsync or a completed PUT).
+ * archive-push and archive-get as one-shot commands (`pgforever archive-push %p`,
+ * `pgforever archive-get %f %p`): the same engines as the daemon, for one request, with the spool
+ * shared with it. Success is reported only once the file is durable in the repository.
  */
-import { open, readFile, rename, rm } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { open, rename, rm, stat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import { PgfError } from '../errors/index.js';
+import { basename, dirname, join } from 'node:path';
+import type { Logger } from '../log/index.js';
 import type { Repository } from '../repo/index.js';
+import { timeoutError, withDeadline } from './deadline.js';
+import { WalFetcher, loadValidatedWalFile } from './fetch.js';
 import { parseWalFileName } from './names.js';
-import { loadWalFile, storeWalFile, type StoreOutcome } from './repository.js';
-import { checkSegmentHeader } from './segment-header.js';
+import { WalPusher } from './push.js';
+import type { StoreOutcome } from './repository.js';
+import { Spool, fileIdentity } from './spool.js';
 
-export async function pushWalFile(repo: Repository, path: string, level: number): Promise<StoreOutcome> {
-  const name = basename(path);
-  const file = parseWalFileName(name);
-  if (file === undefined) {
-    throw new PgfError('WAL_INVALID', `${name} is not a WAL segment, history or backup history file name: archive_command must pass %p`);
-  }
-  let content: Buffer;
-  try {
-    content = await readFile(path);
-  } catch (err) {
-    throw new PgfError('WAL_NOT_FOUND', `cannot read ${path}: ${(err as Error).message} (archive_command runs in the data directory and must pass %p)`, { cause: err });
-  }
-  if (file.kind === 'segment' || file.kind === 'partial') {
-    checkSegmentHeader(content, {
-      name,
-      systemIdentifier: repo.config.systemIdentifier,
-      pgMajor: repo.config.pgMajor,
-      segmentSize: repo.config.walSegmentSize,
-    });
-  }
-  return storeWalFile(repo, file, content, level);
+export interface OneShotOptions {
+  /** The spool directory (see spool.ts), or undefined to work without one. */
+  spool: string | undefined;
+  parallel: number;
+  timeoutMs: number;
+  log: Logger;
 }
 
-/** Writes the file to `destination` atomically; false when the repository does not have it. */
-export async function getWalFile(repo: Repository, name: string, destination: string): Promise<boolean> {
-  const file = parseWalFileName(name);
-  if (file === undefined) return false;
-  const content = await loadWalFile(repo, file);
-  if (content === undefined) return false;
-  if (file.kind === 'segment') {
-    checkSegmentHeader(content, { name, systemIdentifier: repo.config.systemIdentifier, pgMajor: repo.config.pgMajor, segmentSize: repo.config.walSegmentSize });
+async function openSpool(root: string | undefined, log: Logger): Promise<Spool | undefined> {
+  if (root === undefined) return undefined;
+  try {
+    return await Spool.open(root);
+  } catch (err) {
+    // The spool only saves work; without it every call goes to the repository.
+    log.debug({ spool: root, err: (err as Error).message }, 'working without the spool');
+    return undefined;
   }
-  const temporary = join(dirname(destination), `.${basename(destination)}.pgf-${randomBytes(4).toString('hex')}`);
+}
+
+/**
+ * Archives the file at `path` and pushes ahead a few ready files beside it. `openRepo` is only
+ * called when the spool does not already say the file is archived.
+ */
+export async function pushWalFile(
+  openRepo: () => Promise<Repository>,
+  path: string,
+  options: OneShotOptions & { compressLevel: number },
+): Promise<StoreOutcome> {
+  const spool = await openSpool(options.spool, options.log);
+  if (spool !== undefined) {
+    const identity = await stat(path, { bigint: true }).then(fileIdentity, () => undefined);
+    if (identity !== undefined && (await spool.pushed(basename(path), identity))) return 'already-archived';
+  }
+  const repo = await openRepo();
+  const pusher = new WalPusher(repo, { ...options, spool, aheadLimit: options.parallel * 2 });
+  try {
+    const outcome = await withDeadline(pusher.push(path), options.timeoutMs, timeoutError(`archiving ${basename(path)} to ${repo.location}`, options.timeoutMs));
+    // Files pushed ahead are a bonus: their failures are logged, and a hung store is cut short.
+    await withDeadline(pusher.settle(), options.timeoutMs, timeoutError('pushing ahead', options.timeoutMs)).catch(() => undefined);
+    return outcome;
+  } finally {
+    // Also aborts requests still hanging on an unreachable store, so the process can exit.
+    await repo.storage.close();
+  }
+}
+
+/** Writes `content` to `destination` atomically: a temporary name beside it, fsync, rename. */
+export async function writeAtomically(destination: string, content: Buffer): Promise<void> {
+  const temporary = join(dirname(destination), `.${basename(destination)}.pgforever-${randomBytes(4).toString('hex')}`);
   try {
     const handle = await open(temporary, 'wx', 0o600);
     try {
@@ -58,5 +77,38 @@ export async function getWalFile(repo: Repository, name: string, destination: st
     await rm(temporary, { force: true });
     throw err;
   }
-  return true;
+}
+
+/**
+ * Restores `name` to `destination` (PostgreSQL's %f and %p) and prefetches the next segments into
+ * the spool; false, with nothing written, when the repository does not have it.
+ */
+export async function getWalFile(
+  openRepo: () => Promise<Repository>,
+  name: string,
+  destination: string,
+  options: OneShotOptions & { prefetch: number },
+): Promise<boolean> {
+  if (parseWalFileName(name) === undefined) return false;
+  const spool = await openSpool(options.spool, options.log);
+  if (spool !== undefined) {
+    try {
+      await rename(spool.prefetchPath(name), destination);
+      return true;
+    } catch {
+      // Not prefetched (or the spool is on another filesystem): fetch it.
+    }
+  }
+  const repo = await openRepo();
+  try {
+    const fetcher = spool === undefined ? undefined : new WalFetcher(repo, { ...options, spool });
+    const content = await withDeadline(loadValidatedWalFile(repo, name), options.timeoutMs, timeoutError(`fetching ${name} from ${repo.location}`, options.timeoutMs));
+    if (content === undefined) return false;
+    fetcher?.prefetchAfter(name);
+    await writeAtomically(destination, content);
+    if (fetcher !== undefined) await withDeadline(fetcher.settle(), options.timeoutMs, timeoutError('prefetching', options.timeoutMs)).catch(() => undefined);
+    return true;
+  } finally {
+    await repo.storage.close();
+  }
 }

@@ -28,3 +28,11 @@ export function segmentNumber(segment: string, segmentSize: number): bigint {
   const perLogId = 0x1_0000_0000n / BigInt(segmentSize);
   return BigInt(`0x${segment.slice(8, 16)}`) * perLogId + BigInt(`0x${segment.slice(16, 24)}`);
 }
+
+/** The name of the segment after `segment` (24 hex digits) on the same timeline. */
+export function nextSegmentName(segment: string, segmentSize: number): string {
+  const perLogId = 0x1_0000_0000n / BigInt(segmentSize);
+  const next = segmentNumber(segment, segmentSize) + 1n;
+  const hex = (n: bigint) => n.toString(16).toUpperCase().padStart(8, '0');
+  return `${segment.slice(0, 8)}${hex(next / perLogId)}${hex(next % perLogId)}`;
+}

@@ -1,28 +1,88 @@
 /**
- * WAL objects in the repository: every file is stored as one frame under `wal/<timeline>/`.
- * Objects are written once: pushing the same name again succeeds only with identical content.
+ * WAL objects in the repository. Keys: `wal/<timeline>/<name>.zst` for segments, `.partial`
+ * segments and backup history files, `wal/<timeline>.history` for timeline history files.
+ *
+ * Every object is two frames back to back:
+ *   1. the description, JSON: `{ format: 1, name, size, emptyTail? }` (`emptyTail` as in
+ *      empty-tail.ts when the end of a segment was trimmed);
+ *   2. the file's bytes, only up to `emptyTail.keep` when trimmed.
+ * The description comes first so that a reader of descriptions only fetches a few hundred bytes.
+ *
+ * Objects are written once (ifAbsent). Pushing a name again succeeds only with identical content;
+ * different content fails with WAL_CONFLICT and overwrites nothing.
  */
-import { PgfError } from '../errors/index.js';
-import { compressFrame, decompressFrame } from '../native/index.js';
+import { PgfError, isPgfError } from '../errors/index.js';
+import { compressFrame, decompressFrame, readFrameHeader, FRAME_HEADER_BYTES } from '../native/index.js';
 import { keys, type Repository } from '../repo/index.js';
+import { findEmptyTail, rebuildEmptyTail, type EmptyTail } from './empty-tail.js';
 import type { WalFileName } from './names.js';
+
+export const walObjectFormat = 1;
+
+export interface WalObjectDescription {
+  format: number;
+  name: string;
+  /** Length of the file as PostgreSQL wrote it. */
+  size: number;
+  emptyTail?: EmptyTail;
+}
+
+export type StoreOutcome = 'stored' | 'already-archived';
 
 export function walObjectKey(file: WalFileName): string {
   return file.kind === 'history' ? keys.timelineHistory(file.timeline) : keys.walSegment(file.timeline, file.name);
 }
 
-export type StoreOutcome = 'stored' | 'already-archived';
+/** The object for `content`: trimmed, described, compressed. */
+export async function encodeWalObject(file: WalFileName, content: Buffer, level: number): Promise<Buffer> {
+  const segment = file.kind === 'segment' || file.kind === 'partial';
+  const emptyTail = segment ? findEmptyTail(content) : undefined;
+  const description: WalObjectDescription = { format: walObjectFormat, name: file.name, size: content.length, ...(emptyTail ? { emptyTail } : {}) };
+  const kept = emptyTail ? content.subarray(0, emptyTail.keep) : content;
+  const [head, body] = await Promise.all([compressFrame(Buffer.from(JSON.stringify(description)), 1), compressFrame(kept, level)]);
+  return Buffer.concat([head, body]);
+}
 
+function damaged(key: string, what: string, cause?: unknown): PgfError {
+  return new PgfError('REPO_CORRUPT', `archived WAL object ${key} is damaged (${what}): run pgforever verify`, { cause });
+}
+
+/** The file's original bytes from its object; every frame CRC is checked on the way. */
+export async function decodeWalObject(key: string, object: Buffer): Promise<{ description: WalObjectDescription; content: Buffer }> {
+  let description: WalObjectDescription;
+  let data: Buffer;
+  try {
+    const headLength = readFrameHeader(object.subarray(0, FRAME_HEADER_BYTES)).frameLength;
+    description = JSON.parse((await decompressFrame(object.subarray(0, headLength))).toString('utf8')) as WalObjectDescription;
+    data = await decompressFrame(object.subarray(headLength));
+  } catch (err) {
+    throw damaged(key, isPgfError(err) ? err.message : 'unreadable description', err);
+  }
+  if (description.format !== walObjectFormat) {
+    throw new PgfError('REPO_FORMAT', `archived WAL object ${key} has format ${String(description.format)}; this pgforever reads format ${walObjectFormat}: upgrade pgforever`);
+  }
+  const tail = description.emptyTail;
+  if (tail === undefined) {
+    if (data.length !== description.size) throw damaged(key, `${data.length} bytes, its description says ${description.size}`);
+    return { description, content: data };
+  }
+  if (data.length !== tail.keep || tail.keep > tail.emptyFrom || tail.emptyFrom > description.size || data.length < 16) {
+    throw damaged(key, 'its trimmed tail does not add up');
+  }
+  return { description, content: rebuildEmptyTail(data, tail, description.size) };
+}
+
+/** Stores `content` under its name, durably, once. */
 export async function storeWalFile(repo: Repository, file: WalFileName, content: Buffer, level: number): Promise<StoreOutcome> {
   const key = walObjectKey(file);
-  const frame = await compressFrame(content, level);
+  const object = await encodeWalObject(file, content, level);
   try {
-    await repo.storage.write(key, frame, { ifAbsent: true });
+    await repo.storage.write(key, object, { ifAbsent: true });
     return 'stored';
   } catch (err) {
-    if (!(err instanceof PgfError && err.code === 'STORAGE_EXISTS')) throw err;
+    if (!isPgfError(err, 'STORAGE_EXISTS')) throw err;
   }
-  const stored = await decompressFrame(await repo.storage.read(key)).catch(() => undefined);
+  const stored = await loadWalFile(repo, file);
   if (stored?.equals(content)) return 'already-archived';
   throw new PgfError(
     'WAL_CONFLICT',
@@ -30,19 +90,17 @@ export async function storeWalFile(repo: Repository, file: WalFileName, content:
   );
 }
 
-/** The stored content, or undefined when the repository does not have it. */
+/** The stored file as PostgreSQL wrote it, or undefined when the repository does not have it. */
 export async function loadWalFile(repo: Repository, file: WalFileName): Promise<Buffer | undefined> {
   const key = walObjectKey(file);
-  let frame: Buffer;
+  let object: Buffer;
   try {
-    frame = await repo.storage.read(key);
+    object = await repo.storage.read(key);
   } catch (err) {
-    if (err instanceof PgfError && err.code === 'STORAGE_NOT_FOUND') return undefined;
+    if (isPgfError(err, 'STORAGE_NOT_FOUND')) return undefined;
     throw err;
   }
-  try {
-    return await decompressFrame(frame);
-  } catch (err) {
-    throw new PgfError('REPO_CORRUPT', `archived ${file.name} (${key}) is damaged: ${(err as Error).message}; run pgforever verify`, { cause: err });
-  }
+  const { description, content } = await decodeWalObject(key, object);
+  if (description.name !== file.name) throw damaged(key, `it holds ${description.name}`);
+  return content;
 }

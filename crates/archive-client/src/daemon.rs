@@ -170,6 +170,8 @@ fn start(options: &Options, spool: &Spool) -> Result<Option<Child>, String> {
         .arg("archive-daemon")
         .arg("--spool")
         .arg(&options.spool)
+        .arg("--timeout")
+        .arg(options.timeout.as_secs().to_string())
         .args(&options.forwarded)
         .stdin(Stdio::from(lock))
         .stdout(Stdio::from(log_copy))

@@ -1,0 +1,82 @@
+/**
+ * The archive_command and restore_command to configure for a repository, using the fastest path
+ * installed: the `pgforever-archive` executable (crates/archive-client) when it is there, else
+ * Node with the CLI. PostgreSQL runs both through `sh -c` in the data directory.
+ *
+ * Where the executable comes from: `npm run build` builds it into `target/release/` of a checkout;
+ * an npm installation gets it from the per-platform package `@pgforever/native-<platform>` beside
+ * the napi addon (`pgforever-archive` next to `pgforever.<platform>.node`).
+ */
+import { accessSync, constants } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { defaultSpool, repositoryLocation } from './spool.js';
+
+export interface ArchiveCommands {
+  archive_command: string;
+  restore_command: string;
+}
+
+export interface ArchiveCommandOptions {
+  /** --config to pass on (made absolute). */
+  config?: string;
+  /** The spool directory; default `pg_wal/pgforever/<key>` in the data directory. */
+  spool?: string;
+  /** The client executable; default: the one installed, if any (null: use Node). */
+  client?: string | null;
+}
+
+// Two levels below the package root, from src/wal (tests) and dist/wal (the built CLI) alike.
+const packageRoot = resolve(fileURLToPath(import.meta.url), '../../..');
+const require = createRequire(import.meta.url);
+
+function executable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The installed `pgforever-archive`, or undefined. */
+export function archiveClientPath(): string | undefined {
+  const built = join(packageRoot, 'target', 'release', 'pgforever-archive');
+  if (executable(built)) return built;
+  const arch = { x64: 'x64', arm64: 'arm64' }[process.arch as string];
+  if (process.platform !== 'linux' || arch === undefined) return undefined;
+  try {
+    const packaged = require.resolve(`@pgforever/native-linux-${arch}-gnu/pgforever-archive`);
+    return executable(packaged) ? packaged : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function shellQuote(value: string): string {
+  return /^[A-Za-z0-9_./:=@%+-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+export function archiveCommands(repo: string, options: ArchiveCommandOptions = {}): ArchiveCommands {
+  const cli = join(packageRoot, 'bin', 'pgforever.js');
+  const common = ['--repo', repositoryLocation(repo), ...(options.config ? ['--config', resolve(options.config)] : [])];
+  const line = (words: string[], args: string) => `${words.map(shellQuote).join(' ')} ${args}`;
+  const client = options.client === undefined ? archiveClientPath() : (options.client ?? undefined);
+  if (client !== undefined) {
+    const spool = options.spool ?? defaultSpool('pg_wal', repo);
+    const shared = ['--spool', spool, '--node', process.execPath, '--cli', cli, ...common];
+    return { archive_command: line([client, 'push', ...shared], '"%p"'), restore_command: line([client, 'get', ...shared], '%f "%p"') };
+  }
+  const spool = options.spool ? ['--spool', options.spool] : [];
+  return {
+    archive_command: line([process.execPath, cli, 'archive-push', ...common, ...spool], '"%p"'),
+    restore_command: line([process.execPath, cli, 'archive-get', ...common, ...spool], '%f "%p"'),
+  };
+}
+
+/** The two lines for postgresql.conf. */
+export function postgresqlConfLines(commands: ArchiveCommands): string {
+  const quote = (value: string) => `'${value.replace(/'/g, "''")}'`;
+  return `archive_command = ${quote(commands.archive_command)}\nrestore_command = ${quote(commands.restore_command)}\n`;
+}

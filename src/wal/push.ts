@@ -1,0 +1,200 @@
+/**
+ * The push engine behind archive-push and the archive daemon. PostgreSQL's archiver hands over one
+ * file at a time and waits; the engine pushes the requested file and, beside it, the next files
+ * PostgreSQL has marked ready (`archive_status/*.ready`), up to `parallel` at once, so that later
+ * calls find them done. Each file is read with its identity, validated, stored durably, and only
+ * then marked done in the spool.
+ */
+import { open, readdir } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { PgfError, isPgfError } from '../errors/index.js';
+import type { Logger } from '../log/index.js';
+import type { Repository } from '../repo/index.js';
+import { parseWalFileName } from './names.js';
+import { storeWalFile, type StoreOutcome } from './repository.js';
+import { fileIdentity, type Spool } from './spool.js';
+import { validateWalFile } from './validate.js';
+
+export interface PushOptions {
+  /** Files in flight at once (each holds one file and its compressed copy in memory). */
+  parallel: number;
+  compressLevel: number;
+  log: Logger;
+  /** Where done markers go; without one nothing is remembered between processes. */
+  spool?: Spool;
+  /** Ready files to push ahead in this engine's life (the daemon: unlimited). */
+  aheadLimit?: number;
+}
+
+/** Reads a whole WAL file and the identity it had throughout the read. */
+export async function readWalFile(path: string): Promise<{ content: Buffer; identity: string }> {
+  let handle;
+  try {
+    handle = await open(path, 'r');
+  } catch (err) {
+    throw new PgfError('WAL_NOT_FOUND', `cannot read ${path}: ${(err as Error).message} (archive_command must pass %p)`, { cause: err });
+  }
+  try {
+    const before = fileIdentity(await handle.stat({ bigint: true }));
+    const content = await handle.readFile();
+    const after = fileIdentity(await handle.stat({ bigint: true }));
+    if (before !== after) throw new PgfError('WAL_INVALID', `${path} changed while it was being read; nothing was archived (PostgreSQL retries)`);
+    return { content, identity: after };
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Validates and stores one file; resolves once it is durable in the repository. */
+export async function archiveWalContent(repo: Repository, name: string, content: Buffer, level: number): Promise<StoreOutcome> {
+  const file = parseWalFileName(name);
+  if (file === undefined) {
+    throw new PgfError('WAL_INVALID', `${name} is not a WAL segment, history or backup history file name: archive_command must pass %p`);
+  }
+  validateWalFile(file, content, repo.config);
+  return storeWalFile(repo, file, content, level);
+}
+
+/** History files first (PostgreSQL wants them early), then the oldest. */
+function archiveOrder(a: string, b: string): number {
+  const history = (name: string) => (name.endsWith('.history') ? 0 : 1);
+  return history(a) - history(b) || (a < b ? -1 : a > b ? 1 : 0);
+}
+
+export class WalPusher {
+  private readonly inFlight = new Map<string, Promise<StoreOutcome>>();
+  /** Push-ahead failures: not retried until PostgreSQL asks for the file itself. */
+  private readonly failed = new Set<string>();
+  /** Files a caller waits for: their failures go to the caller, not to the log. */
+  private readonly requested = new Set<string>();
+  private walDir: string | undefined;
+  private ready: string[] = [];
+  private scanning = false;
+  private rescan = false;
+  private aheadLeft: number;
+
+  constructor(
+    private readonly repo: Repository,
+    private readonly options: PushOptions,
+  ) {
+    this.aheadLeft = options.aheadLimit ?? Infinity;
+  }
+
+  get busy(): boolean {
+    return this.inFlight.size > 0 || this.scanning;
+  }
+
+  /** Archives the file at `path` (PostgreSQL's %p) and pushes ahead the ready files beside it. */
+  push(path: string): Promise<StoreOutcome> {
+    const name = basename(path);
+    this.walDir ??= dirname(path);
+    this.requested.add(name);
+    const running = this.inFlight.get(name);
+    const work = running ?? this.start(path);
+    this.failed.delete(name);
+    void this.scan();
+    return work;
+  }
+
+  /** Looks for newly ready files (the daemon calls it when archive_status changes). */
+  wake(): void {
+    void this.scan();
+  }
+
+  /** Resolves when nothing is in flight any more. */
+  async settle(): Promise<void> {
+    while (this.busy) await Promise.allSettled([...this.inFlight.values()]).then(() => new Promise((resolve) => setImmediate(resolve)));
+  }
+
+  /** Names PostgreSQL still wants archived (for dropping stale done markers). */
+  async readyNames(): Promise<Set<string>> {
+    if (this.walDir === undefined) return new Set();
+    const entries = await readdir(join(this.walDir, 'archive_status')).catch(() => []);
+    return new Set(entries.filter((entry) => entry.endsWith('.ready')).map((entry) => entry.slice(0, -'.ready'.length)));
+  }
+
+  private start(path: string): Promise<StoreOutcome> {
+    const name = basename(path);
+    const work = this.archive(path, name);
+    this.inFlight.set(name, work);
+    work.then(
+      () => this.settled(name),
+      (err: unknown) => {
+        this.failed.add(name);
+        if (!this.requested.has(name)) this.options.log.warn({ file: name, err: isPgfError(err) ? `${err.code}: ${err.message}` : String(err) }, 'pushing ahead failed');
+        this.settled(name);
+      },
+    );
+    return work;
+  }
+
+  private settled(name: string): void {
+    this.inFlight.delete(name);
+    this.requested.delete(name);
+    void this.scan();
+  }
+
+  private async archive(path: string, name: string): Promise<StoreOutcome> {
+    const { content, identity } = await readWalFile(path);
+    const outcome = await archiveWalContent(this.repo, name, content, this.options.compressLevel);
+    await this.options.spool?.markPushed(name, identity);
+    this.options.log.debug({ file: name, outcome }, 'archived');
+    return outcome;
+  }
+
+  private async scan(): Promise<void> {
+    if (this.scanning) {
+      this.rescan = true;
+      return;
+    }
+    this.scanning = true;
+    try {
+      do {
+        this.rescan = false;
+        while (this.inFlight.size < this.options.parallel && this.aheadLeft > 0) {
+          const next = await this.nextReady();
+          if (next === undefined) break;
+          this.aheadLeft--;
+          this.start(next).catch(() => undefined);
+        }
+      } while (this.rescan);
+    } finally {
+      this.scanning = false;
+    }
+  }
+
+  /** The next ready file that is neither in flight, failed, nor already done. */
+  private async nextReady(): Promise<string | undefined> {
+    const walDir = this.walDir;
+    if (walDir === undefined) return undefined;
+    for (let refreshed = false; ; ) {
+      const name = this.ready.shift();
+      if (name === undefined) {
+        if (refreshed) return undefined;
+        this.ready = [...(await this.readyNames())].sort(archiveOrder);
+        refreshed = true;
+        continue;
+      }
+      if (this.inFlight.has(name) || this.failed.has(name) || parseWalFileName(name) === undefined) continue;
+      const path = join(walDir, name);
+      if (await this.alreadyPushed(path, name)) continue;
+      return path;
+    }
+  }
+
+  private async alreadyPushed(path: string, name: string): Promise<boolean> {
+    const spool = this.options.spool;
+    if (spool === undefined) return false;
+    try {
+      const handle = await open(path, 'r');
+      try {
+        return await spool.pushed(name, fileIdentity(await handle.stat({ bigint: true })));
+      } finally {
+        await handle.close();
+      }
+    } catch {
+      // Gone: archived and recycled by PostgreSQL in the meantime.
+      return true;
+    }
+  }
+}

@@ -1,0 +1,185 @@
+/**
+ * WAL archiving on a real PostgreSQL 15 (1 MiB segments) whose archive_command is exactly what
+ * `pgforever archive-command` prints: the pgforever-archive client and its daemon. Every archived
+ * segment must equal the original; re-pushes, conflicts, bad input and archive-get behave as the
+ * CLI contract says.
+ */
+import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PosixStorage } from '../../src/storage/posix.js';
+import { Repository } from '../../src/repo/index.js';
+import { parseWalFileName } from '../../src/wal/names.js';
+import { decodeWalObject, loadWalFile, walObjectKey } from '../../src/wal/repository.js';
+import { grantToServerUser, makeServerUserDir } from '../support/os-user.js';
+import { startCluster, type Cluster } from '../support/postgres.js';
+import { archiveCommandsFor, pgforever, runConfigured } from './support.js';
+
+const SEGMENT = 1 << 20;
+
+describe('archiving through what archive-command prints (PostgreSQL 15)', () => {
+  let cluster: Cluster;
+  let repoDir: string;
+  let repo: Repository;
+  let commands: { archive_command: string; restore_command: string };
+  let scratch: string;
+  const archived: string[] = [];
+
+  const segmentsInRepo = async () => {
+    const names: string[] = [];
+    for await (const object of repo.storage.list('wal/00000001/')) names.push(object.key.slice('wal/00000001/'.length, -'.zst'.length));
+    return names.filter((name) => parseWalFileName(name)?.kind === 'segment').sort();
+  };
+
+  beforeAll(async () => {
+    repoDir = await makeServerUserDir('pgf-wal-repo-');
+    scratch = await mkdtemp(join(tmpdir(), 'pgf-wal-scratch-'));
+    await grantToServerUser(scratch);
+    commands = await archiveCommandsFor(repoDir);
+    cluster = await startCluster({
+      version: 15,
+      walSegSizeMb: 1,
+      settings: { wal_level: 'replica', archive_mode: 'on', archive_command: commands.archive_command, wal_keep_size: '512MB', max_wal_size: '1GB' },
+    });
+    const init = await pgforever(['init', '--repo', repoDir, '--log-level', 'warn'], cluster.env);
+    expect(init.stderr).toBe('');
+    repo = await Repository.open(new PosixStorage(repoDir));
+  });
+
+  afterAll(async () => {
+    await cluster?.destroy();
+    for (const dir of [repoDir, scratch]) if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('prints the pgforever-archive fast path with a per-repository spool', () => {
+    expect(commands.archive_command).toMatch(/\/pgforever-archive push --spool pg_wal\/pgforever\/[0-9a-f]{12} .*--repo .* "%p"$/);
+    expect(commands.restore_command).toMatch(/\/pgforever-archive get --spool pg_wal\/pgforever\/[0-9a-f]{12} .* %f "%p"$/);
+  });
+
+  it('archives every segment of a workload, each equal to the original, switch tails stored as nothing', async () => {
+    await cluster.query('CREATE TABLE filler AS SELECT g, md5(g::text) AS h FROM generate_series(1, 150000) g');
+    for (let i = 0; i < 3; i++) {
+      await cluster.query(`INSERT INTO filler SELECT g, 'switch ${i}' FROM generate_series(1, 100) g`);
+      await cluster.switchWal();
+    }
+    await cluster.query('UPDATE filler SET h = upper(h) WHERE g % 3 = 0');
+    const last = await cluster.switchWal();
+    await cluster.waitForArchived(last, { deadlineMs: 120_000 });
+
+    const names = await segmentsInRepo();
+    expect(names.length).toBeGreaterThanOrEqual(20);
+    let trimmed = 0;
+    for (const name of names) {
+      const original = await readFile(join(cluster.pgdata, 'pg_wal', name));
+      const stored = await loadWalFile(repo, parseWalFileName(name)!);
+      expect(stored?.equals(original), name).toBe(true);
+      const object = await repo.storage.read(walObjectKey(parseWalFileName(name)!));
+      const { description } = await decodeWalObject(name, object);
+      if (description.emptyTail !== undefined && description.emptyTail.keep < SEGMENT / 2) {
+        trimmed++;
+        expect(object.length, name).toBeLessThan(SEGMENT / 8);
+      }
+      archived.push(name);
+    }
+    expect(trimmed).toBeGreaterThanOrEqual(4);
+  });
+
+  it('re-pushing an identical segment succeeds, through the client and the Node CLI', async () => {
+    const name = archived[2]!;
+    const copy = join(scratch, 'again', 'pg_wal');
+    await rm(join(scratch, 'again'), { recursive: true, force: true });
+    await mkdir(copy, { recursive: true });
+    await copyFile(join(cluster.pgdata, 'pg_wal', name), join(copy, name));
+    await grantToServerUser(join(scratch, 'again'));
+    const viaClient = await runConfigured(commands.archive_command, { p: `pg_wal/${name}` }, join(scratch, 'again'));
+    expect(viaClient).toMatchObject({ code: 0, stderr: '' });
+    const viaNode = await pgforever(['archive-push', join(copy, name), '--repo', repoDir]);
+    expect(viaNode).toMatchObject({ code: 0, stderr: '' });
+  });
+
+  it('refuses different content under an archived name and overwrites nothing', async () => {
+    let target: string | undefined;
+    for (const name of archived) {
+      const { description } = await decodeWalObject(name, await repo.storage.read(walObjectKey(parseWalFileName(name)!)));
+      if (description.emptyTail !== undefined && description.emptyTail.keep < SEGMENT - 8192) target = name;
+    }
+    expect(target).toBeDefined();
+    const name = target!;
+    const key = walObjectKey(parseWalFileName(name)!);
+    const before = await repo.storage.read(key);
+    const { description } = await decodeWalObject(name, before);
+    // A byte in the padding after the switch: the header still checks out, the content differs.
+    const altered = await readFile(join(cluster.pgdata, 'pg_wal', name));
+    altered[description.emptyTail!.keep + 4000] = 0x5a;
+    const dir = join(scratch, 'conflict', 'pg_wal');
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, name), altered);
+    await grantToServerUser(join(scratch, 'conflict'));
+
+    for (const result of [
+      await runConfigured(commands.archive_command, { p: `pg_wal/${name}` }, join(scratch, 'conflict')),
+      await pgforever(['archive-push', join(dir, name), '--repo', repoDir]),
+    ]) {
+      expect(result.code).toBe(1);
+      expect(result.stderr.trim().split('\n')).toHaveLength(1);
+      expect(result.stderr).toContain(`WAL_CONFLICT: ${name} is already archived`);
+    }
+    expect((await repo.storage.read(key)).equals(before)).toBe(true);
+  });
+
+  it('rejects garbage, another cluster\'s segment and a misnamed segment with one clear line', async () => {
+    const dir = join(scratch, 'bad', 'pg_wal');
+    await mkdir(dir, { recursive: true });
+    const real = await readFile(join(cluster.pgdata, 'pg_wal', archived[1]!));
+    const garbage = Buffer.alloc(SEGMENT, 0x42);
+    const foreign = Buffer.from(real);
+    foreign.writeBigUInt64LE(foreign.readBigUInt64LE(24) ^ 0xffffn, 24);
+    const cases: [string, Buffer, string][] = [
+      ['000000010000000000000F01', garbage, 'page magic 0x4242 is not PostgreSQL'],
+      ['000000010000000000000F02', foreign, 'system identifier'],
+      ['000000010000000000000F03', real, 'its name says f03000'],
+    ];
+    for (const [name, content] of cases) await writeFile(join(dir, name), content);
+    await grantToServerUser(join(scratch, 'bad'));
+    for (const [name, , reason] of cases) {
+      for (const result of [
+        await runConfigured(commands.archive_command, { p: `pg_wal/${name}` }, join(scratch, 'bad')),
+        await pgforever(['archive-push', join(dir, name), '--repo', repoDir]),
+      ]) {
+        expect(result.code, name).toBe(1);
+        expect(result.stderr.trim().split('\n'), name).toHaveLength(1);
+        expect(result.stderr, name).toContain(`WAL_INVALID: ${name} is not a valid WAL segment for this repository`);
+        expect(result.stderr.toLowerCase(), name).toContain(reason.toLowerCase());
+      }
+      expect(await repo.storage.stat(`wal/00000001/${name}.zst`)).toBeUndefined();
+    }
+  });
+
+  it('archive-get restores segments exactly (prefetching ahead); a missing one exits 1 and writes nothing', async () => {
+    const restoreDir = join(scratch, 'restore');
+    await mkdir(restoreDir, { recursive: true });
+    await grantToServerUser(restoreDir);
+    for (const name of archived.slice(0, 6)) {
+      const dest = join(restoreDir, 'RECOVERYXLOG');
+      const result = await runConfigured(commands.restore_command, { f: name, p: dest }, cluster.pgdata);
+      expect(result, name).toMatchObject({ code: 0, stderr: '' });
+      expect((await readFile(dest)).equals(await readFile(join(cluster.pgdata, 'pg_wal', name))), name).toBe(true);
+      await rm(dest);
+    }
+
+    const viaNode = await pgforever(['archive-get', archived[7]!, join(restoreDir, 'node-copy'), '--repo', repoDir]);
+    expect(viaNode).toMatchObject({ code: 0, stderr: '' });
+    expect((await readFile(join(restoreDir, 'node-copy'))).equals(await readFile(join(cluster.pgdata, 'pg_wal', archived[7]!)))).toBe(true);
+
+    for (const result of [
+      await runConfigured(commands.restore_command, { f: '000000010000000A00000000', p: join(restoreDir, 'RECOVERYXLOG') }, cluster.pgdata),
+      await pgforever(['archive-get', '000000010000000A00000000', join(restoreDir, 'RECOVERYXLOG'), '--repo', repoDir]),
+      await runConfigured(commands.restore_command, { f: '00000009.history', p: join(restoreDir, 'RECOVERYHISTORY') }, cluster.pgdata),
+    ]) {
+      expect(result).toMatchObject({ code: 1, stdout: '', stderr: '' });
+    }
+    expect((await readdir(restoreDir)).sort()).toEqual(['node-copy']);
+  });
+});
+

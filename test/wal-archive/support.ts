@@ -1,0 +1,73 @@
+/**
+ * Shared by the WAL archiving tests: running pgforever and the commands `archive-command` prints
+ * exactly as PostgreSQL would (sh -c in the data directory, as the server's OS user).
+ */
+import { readFile, readdir } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { CommandError, run } from '../support/os-user.js';
+
+export const bin = resolve(import.meta.dirname, '../../bin/pgforever.js');
+
+export interface Finished {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function finished(work: Promise<{ stdout: string; stderr: string }>): Promise<Finished> {
+  try {
+    return { code: 0, ...(await work) };
+  } catch (err) {
+    if (err instanceof CommandError) return { code: err.exitCode ?? -1, stdout: err.stdout, stderr: err.stderr };
+    throw err;
+  }
+}
+
+/** `pgforever <args>` as the server's OS user; never throws on a non-zero exit. */
+export function pgforever(args: string[], env: Record<string, string> = {}, cwd?: string): Promise<Finished> {
+  return finished(run(process.execPath, [bin, ...args], { asServerUser: true, env: { ...process.env, ...env }, ...(cwd ? { cwd } : {}) }));
+}
+
+/** A printed archive_command / restore_command with %p and %f filled in, run as PostgreSQL runs it. */
+export function runConfigured(command: string, files: { p: string; f?: string }, pgdata: string, env: Record<string, string> = {}): Promise<Finished> {
+  const line = command.replaceAll('%p', files.p).replaceAll('%f', files.f ?? '');
+  return finished(run('/bin/sh', ['-c', line], { asServerUser: true, cwd: pgdata, env: { ...process.env, ...env } }));
+}
+
+export async function archiveCommandsFor(repo: string, extra: string[] = []): Promise<{ archive_command: string; restore_command: string }> {
+  const result = await pgforever(['archive-command', '--json', '--repo', repo, ...extra]);
+  if (result.code !== 0) throw new Error(`archive-command failed: ${result.stderr}`);
+  return JSON.parse(result.stdout) as { archive_command: string; restore_command: string };
+}
+
+/** The pid of the live archive daemon of a spool, from the last start line of its log. */
+export async function daemonPid(spool: string): Promise<number | undefined> {
+  const log = await readFile(resolve(spool, 'pusher.log'), 'utf8').catch(() => '');
+  const starts = log.split('\n').filter((line) => line.includes('archive daemon started'));
+  const last = starts.at(-1);
+  if (last === undefined) return undefined;
+  const pid = (JSON.parse(last) as { pid: number }).pid;
+  try {
+    process.kill(pid, 0);
+    return pid;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Connections accepted on a unix socket path right now (from /proc/net/unix, state connected). */
+export async function acceptedConnections(socketPath: string): Promise<number> {
+  const table = await readFile('/proc/net/unix', 'utf8');
+  return table.split('\n').filter((line) => line.endsWith(` ${socketPath}`) && line.trim().split(/\s+/)[5] === '03').length;
+}
+
+/** Pids whose command line contains every one of `words`. */
+export async function pidsRunning(...words: string[]): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    if (words.every((word) => cmdline.includes(word))) pids.push(Number(entry));
+  }
+  return pids;
+}
