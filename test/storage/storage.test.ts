@@ -1,142 +1,143 @@
 /**
- * One suite, two backends: a directory and a real S3-compatible server on loopback.
+ * The storage suite on a directory and on a real S3-compatible server on loopback, then what only
+ * one backend can show: S3 timeouts, refused connections, credentials, checksums, and posix keys.
  */
-import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { inspect } from 'node:util';
+import { crc32 } from 'node:zlib';
+import { ChecksumMode, HeadObjectCommand, ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openStorage, type Storage } from '../../src/storage/index.js';
-import { PosixStorage } from '../../src/storage/posix.js';
-import { S3Storage } from '../../src/storage/s3.js';
 import { isPgfError } from '../../src/errors/index.js';
-import { startS3Server, type S3Server } from '../support/s3server.js';
+import { openStorage, type S3Settings } from '../../src/storage/index.js';
+import { S3Storage } from '../../src/storage/s3.js';
 import { freePort } from '../support/postgres.js';
+import { startS3Server, type S3Server } from '../support/s3server.js';
+import { describeStorage, type FreshStorage } from './storage.suite.js';
 
+const MiB = 1024 * 1024;
 let s3: S3Server;
+let admin: S3Client;
 const dirs: string[] = [];
 
 beforeAll(async () => {
   s3 = await startS3Server();
+  admin = new S3Client({ endpoint: s3.endpoint, region: s3.region, forcePathStyle: true, credentials: s3 });
 });
 afterAll(async () => {
+  admin?.destroy();
   await s3?.stop();
   for (const dir of dirs) await rm(dir, { recursive: true, force: true });
 });
 
-const backends: [string, () => Promise<Storage>][] = [
-  [
-    'posix',
-    async () => {
-      const dir = await mkdtemp(join(tmpdir(), 'pgf-storage-'));
-      dirs.push(dir);
-      return openStorage(dir);
-    },
-  ],
-  [
-    's3',
-    async () =>
-      new S3Storage({
-        bucket: s3.bucket,
-        prefix: `suite-${randomBytes(4).toString('hex')}`,
-        endpoint: s3.endpoint,
-        accessKeyId: s3.accessKeyId,
-        secretAccessKey: s3.secretAccessKey,
-        multipartThreshold: 6 * 1024 * 1024,
-        partSize: 5 * 1024 * 1024,
-      }),
-  ],
-];
+async function freshDirectory(): Promise<FreshStorage> {
+  const dir = await mkdtemp(join(tmpdir(), 'pgf-storage-'));
+  dirs.push(dir);
+  return {
+    storage: await openStorage(dir),
+    location: dir,
+    settings: {},
+    leftovers: async () => (await readdir(dir, { recursive: true })).filter((name) => name.includes('.pgf-tmp-')).length,
+  };
+}
 
-describe.each(backends)('%s storage', (_name, open) => {
-  it('round-trips empty, small and multi-MiB objects and reads ranges', async () => {
-    const storage = await open();
-    const big = randomBytes(13 * 1024 * 1024);
-    await storage.write('a/empty', Buffer.alloc(0));
-    await storage.write('a/small', [Buffer.from('hello '), Buffer.from('world')]);
-    await storage.write('b/big', big);
-    expect((await storage.read('a/empty')).length).toBe(0);
-    expect((await storage.read('a/small')).toString()).toBe('hello world');
-    expect((await storage.read('b/big')).equals(big)).toBe(true);
-    expect((await storage.readRange('b/big', 7 * 1024 * 1024 + 3, 1000)).equals(big.subarray(7 * 1024 * 1024 + 3, 7 * 1024 * 1024 + 1003))).toBe(true);
-    await expect(storage.readRange('a/small', 5, 100)).rejects.toMatchObject({ code: 'STORAGE_IO' });
-    expect(await storage.stat('b/big')).toMatchObject({ key: 'b/big', size: big.length });
-    expect(await storage.stat('nope')).toBeUndefined();
-    await expect(storage.read('nope')).rejects.toMatchObject({ code: 'STORAGE_NOT_FOUND' });
-    await storage.delete('a/small');
-    await storage.delete('a/small');
-    expect(await storage.stat('a/small')).toBeUndefined();
+function s3Settings(): S3Settings {
+  return { endpoint: s3.endpoint, region: s3.region, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey };
+}
+
+async function freshBucketPrefix(settings: S3Settings = {}): Promise<FreshStorage> {
+  const prefix = `suite-${randomBytes(4).toString('hex')}`;
+  const location = `s3://${s3.bucket}/${prefix}`;
+  const all = { ...s3Settings(), multipartThreshold: 5 * MiB, partSize: 5 * MiB, ...settings };
+  return {
+    storage: await openStorage(location, all),
+    location,
+    settings: all,
+    leftovers: async () => (await admin.send(new ListMultipartUploadsCommand({ Bucket: s3.bucket, Prefix: `${prefix}/` }))).Uploads?.length ?? 0,
+  };
+}
+
+describeStorage('posix', () => ({ fresh: freshDirectory, multipartSize: 5 * MiB }));
+describeStorage('s3', () => ({ fresh: () => freshBucketPrefix(), multipartSize: 5 * MiB }));
+
+describe('s3 storage against the real server', () => {
+  it('sends a CRC32 with every write, which the server verified and kept', async () => {
+    const { storage, location } = await freshBucketPrefix();
+    const prefix = location.slice(`s3://${s3.bucket}/`.length);
+    const data = randomBytes(1000);
+    await storage.write('summed', data);
+    const head = await admin.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: `${prefix}/summed`, ChecksumMode: ChecksumMode.ENABLED }));
+    const expected = Buffer.alloc(4);
+    expected.writeUInt32BE(crc32(data));
+    expect(head.ChecksumCRC32).toBe(expected.toString('base64'));
     await storage.close();
   });
 
-  it('lists by prefix across pages, in key order', async () => {
-    const storage = await open();
-    const keys = Array.from({ length: 1205 }, (_, i) => `list/k${String(i).padStart(5, '0')}`);
-    for (let i = 0; i < keys.length; i += 50) await Promise.all(keys.slice(i, i + 50).map((k) => storage.write(k, Buffer.from(k))));
-    await storage.write('listing-other', Buffer.from('x'));
-    const first = await storage.listPage('list/');
-    expect(first.continuation).toBeDefined();
-    const seen: string[] = [];
-    for await (const o of storage.list('list/')) seen.push(o.key);
-    expect(seen).toEqual(keys);
+  it('counts every request of a multipart upload', async () => {
+    const { storage } = await freshBucketPrefix();
+    await storage.write('parts', randomBytes(12 * MiB));
+    // create, three parts, complete
+    expect(storage.stats).toMatchObject({ put: 5, bytesOut: 12 * MiB });
     await storage.close();
   });
 
-  it('lets exactly one of two racing ifAbsent writers win', async () => {
-    const storage = await open();
-    const results = await Promise.allSettled([storage.write('race', Buffer.from('one'), { ifAbsent: true }), storage.write('race', Buffer.from('two'), { ifAbsent: true })]);
-    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
-    const loser = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
-    expect(isPgfError(loser.reason, 'STORAGE_EXISTS')).toBe(true);
+  it('refuses ifAbsent on an existing key by HEAD where conditional writes are off', async () => {
+    const { storage } = await freshBucketPrefix({ conditionalWrites: false });
+    await storage.write('once', Buffer.from('1'), { ifAbsent: true });
+    await expect(storage.write('once', Buffer.from('2'), { ifAbsent: true })).rejects.toMatchObject({ code: 'STORAGE_EXISTS' });
+    expect((await storage.read('once')).toString()).toBe('1');
     await storage.close();
   });
-});
 
-describe('failures', () => {
-  it('a killed posix writer leaves nothing visible', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'pgf-storage-'));
-    dirs.push(dir);
-    const script = `
-      import { PosixStorage } from ${JSON.stringify(new URL('../../dist/storage/posix.js', import.meta.url).pathname)};
-      const s = new PosixStorage(${JSON.stringify(dir)});
-      const parts = Array.from({ length: 400 }, () => Buffer.alloc(1 << 20, 7));
-      process.stdout.write('writing\\n');
-      await s.write('victim', parts);
-    `;
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const started = await new Promise<boolean>((resolve) => {
-      child.stdout.once('data', () => resolve(true));
-      child.once('exit', () => resolve(false));
-    });
-    expect(started).toBe(true);
-    child.kill('SIGKILL');
-    await new Promise((resolve) => child.once('exit', resolve));
-    const storage = new PosixStorage(dir);
-    expect(await storage.stat('victim')).toBeUndefined();
-    const listed: string[] = [];
-    for await (const o of storage.list('')) listed.push(o.key);
-    expect(listed).toEqual([]);
-    expect((await readdir(dir)).every((name) => name.includes('.pgf-tmp-'))).toBe(true);
+  it('reports wrong credentials as STORAGE_DENIED without the secret anywhere', async () => {
+    const secret = `wrong-${randomBytes(8).toString('hex')}`;
+    const storage = await openStorage(`s3://${s3.bucket}/denied`, { ...s3Settings(), secretAccessKey: secret, maxAttempts: 1 });
+    const err = await storage.write('k', Buffer.from('x')).catch((e: unknown) => e);
+    expect(isPgfError(err, 'STORAGE_DENIED')).toBe(true);
+    expect((err as Error).message).not.toContain(secret);
+    expect(inspect(storage, { depth: 10 })).not.toContain(secret);
+    await storage.close();
   });
 
-  it('an unreachable endpoint fails fast with STORAGE_UNREACHABLE', async () => {
+  it('reports a missing bucket as STORAGE_NOT_FOUND', async () => {
+    const storage = await openStorage('s3://no-such-bucket/p', { ...s3Settings(), maxAttempts: 1 });
+    await expect(storage.read('k')).rejects.toMatchObject({ code: 'STORAGE_NOT_FOUND', message: expect.stringContaining('bucket') });
+    await storage.close();
+  });
+
+  it('fails with STORAGE_UNREACHABLE when nothing listens on the endpoint', async () => {
     const port = await freePort();
     const storage = new S3Storage({ bucket: 'b', prefix: 'p', endpoint: `http://127.0.0.1:${port}`, accessKeyId: 'x', secretAccessKey: 'y', maxAttempts: 2 });
     await expect(storage.read('k')).rejects.toMatchObject({ code: 'STORAGE_UNREACHABLE' });
+    expect(storage.stats.get).toBe(2);
     await storage.close();
   });
 
-  it('a hung endpoint fails with STORAGE_TIMEOUT instead of hanging', async () => {
+  it('fails with STORAGE_TIMEOUT, reading or writing, when the endpoint accepts and never answers', async () => {
     const sockets: Socket[] = [];
-    const server: Server = createServer((socket) => sockets.push(socket));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const port = (server.address() as { port: number }).port;
-    const storage = new S3Storage({ bucket: 'b', prefix: 'p', endpoint: `http://127.0.0.1:${port}`, accessKeyId: 'x', secretAccessKey: 'y', maxAttempts: 1, requestTimeoutMs: 500 });
+    const hung = createServer((socket) => {
+      sockets.push(socket);
+      socket.resume();
+    });
+    await new Promise<void>((done) => hung.listen(0, '127.0.0.1', done));
+    const { port } = hung.address() as { port: number };
+    const storage = new S3Storage({ bucket: 'b', prefix: 'p', endpoint: `http://127.0.0.1:${port}`, accessKeyId: 'x', secretAccessKey: 'y', maxAttempts: 1, idleTimeoutMs: 300 });
     await expect(storage.read('k')).rejects.toMatchObject({ code: 'STORAGE_TIMEOUT' });
+    await expect(storage.write('k', randomBytes(100_000))).rejects.toMatchObject({ code: 'STORAGE_TIMEOUT' });
     await storage.close();
     for (const socket of sockets) socket.destroy();
-    server.close();
+    await new Promise((done) => hung.close(done));
+  });
+});
+
+describe('posix storage keys', () => {
+  it('refuses keys that would leave the directory or pose as temporaries', async () => {
+    const { storage } = await freshDirectory();
+    for (const key of ['../escape', 'a/../../b', '/abs', 'a//b', 'a/', '', 'x.pgf-tmp-0']) {
+      await expect(storage.write(key, Buffer.from('x'))).rejects.toMatchObject({ code: 'STORAGE_IO' });
+    }
   });
 });
