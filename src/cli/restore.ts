@@ -50,7 +50,8 @@ export function registerRestoreCommands(program: Command): void {
       .option('--target-timeline <timeline>', 'latest, current or a timeline number')
       .option('--type <type>', "'standby' writes standby.signal instead of recovery.signal")
       .option('--delta', 'update an existing directory in place, writing only extents that differ')
-      .option('--tablespace-map <oid=dir>', 'restore a tablespace to another directory (repeatable)', collect, []),
+      .option('--tablespace-map <oid=dir>', 'restore a tablespace to another directory (repeatable)', collect, [])
+      .option('--db-include <name>', 'restore only this database (repeatable); the others come back empty, to be dropped', collect, []),
     { json: true },
   ).action(async (flags: Flags) => {
     const { settings, log, json } = commandContext(flags);
@@ -69,6 +70,7 @@ export function registerRestoreCommands(program: Command): void {
       standby: flags.type === 'standby',
       delta: flags.delta === true,
       tablespaceMap: tablespaceMap(flags.tablespaceMap as string[]),
+      dbInclude: flags.dbInclude as string[],
       restoreCommand: archiveCommands(settings, flags.config).restore_command,
     });
     if (json) printJson(summary);

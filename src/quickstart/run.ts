@@ -122,6 +122,7 @@ export async function runQuickstart(keep: boolean, say: (line: string) => void):
         standby: false,
         delta: false,
         tablespaceMap: new Map(),
+        dbInclude: [],
         restoreCommand: commands.restore_command,
       });
       return { value: r, detail: `backup ${r.backup} to ${target!.t}: ${(r.bytesWritten / 1048576).toFixed(1)} MiB written` };

@@ -27,6 +27,8 @@ export interface RestoreRequest {
   delta: boolean;
   /** Tablespace oid -> new location. */
   tablespaceMap: Map<number, string>;
+  /** Restore only these databases (by name); the others' files become empty sparse files. */
+  dbInclude: string[];
   restoreCommand: string;
 }
 
@@ -98,6 +100,22 @@ async function removeExtraneous(root: string, wanted: ReadonlySet<string>, relat
     }
   }
   return removed;
+}
+
+/** Whether a path belongs to a database that --db-include leaves out (system databases are always kept). */
+function databaseFilter(manifest: BackupManifest, include: readonly string[]): (path: string) => boolean {
+  if (include.length === 0) return () => false;
+  const known = new Set(manifest.databases.map((d) => d.name));
+  const missing = include.filter((name) => !known.has(name));
+  if (missing.length > 0) {
+    throw new PgfError('USAGE', `--db-include names databases the backup does not have: ${missing.join(', ')} (it has ${[...known].join(', ')})`);
+  }
+  const kept = new Set(['template0', 'template1', 'postgres', ...include]);
+  const excluded = new Set(manifest.databases.filter((d) => !kept.has(d.name)).map((d) => String(d.oid)));
+  return (path) => {
+    const match = /^base\/(\d+)\/|^pg_tblspc\/\d+\/[^/]+\/(\d+)\//.exec(path);
+    return match !== null && excluded.has(match[1] ?? match[2]!);
+  };
 }
 
 function crcHex(crc: number): string {
@@ -182,6 +200,7 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
     }
 
     const files = manifest.files.filter((f): f is ManifestFile & { extents: string } => f.kind === 'file' && f.extents !== undefined);
+    const skipped = databaseFilter(manifest, request.dbInclude);
     const totals = { bytesWritten: 0, extentsWritten: 0, extentsKept: 0 };
     const checksums = new Map<string, number>();
     let next = 0;
@@ -190,6 +209,13 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
       while (next < files.length) {
         const file = files[next++]!;
         if (file === controlLast) continue;
+        if (skipped(file.path)) {
+          // Right size, no contents: PostgreSQL can DROP DATABASE it after recovery.
+          const handle = await open(join(pgdata, file.path), request.delta ? 'w' : 'wx', file.mode);
+          await handle.truncate(file.size);
+          await handle.close();
+          continue;
+        }
         const extents = await repo.readExtentList(file.extents);
         const result = await restoreFile(join(pgdata, file.path), file.size, extents, {
           key: repo.extentKey,
@@ -254,7 +280,8 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
       totals.bytesWritten += result.bytesWritten;
       totals.extentsWritten += result.extentsWritten;
       if (result.crc32c !== undefined) checksums.set(controlFile, result.crc32c);
-      if (!request.delta) await writeBackupManifest(pgdata, manifest, files, checksums);
+      // Databases left out are not what the backup held, so there is nothing to verify them against.
+      if (!request.delta && request.dbInclude.length === 0) await writeBackupManifest(pgdata, manifest, files, checksums);
       await rename(join(pgdata, temporary), join(pgdata, controlFile));
       const dir = await open(join(pgdata, dirname(controlFile)), 'r');
       await dir.sync();
