@@ -15,6 +15,9 @@ export interface S3Settings {
   accessKeyId?: string;
   secretAccessKey?: string;
   sessionToken?: string;
+  /** false for stores without If-None-Match: a HEAD check instead (two racing writers can both win). */
+  conditionalWrites?: boolean;
+  maxAttempts?: number;
 }
 
 export interface Settings {
@@ -63,6 +66,8 @@ const keys = {
   's3.accessKeyId': 'S3_ACCESS_KEY_ID',
   's3.secretAccessKey': 'S3_SECRET_ACCESS_KEY',
   's3.sessionToken': 'S3_SESSION_TOKEN',
+  's3.conditionalWrites': 'S3_CONDITIONAL_WRITES',
+  's3.maxAttempts': 'S3_MAX_ATTEMPTS',
   'retention.retainFull': 'RETAIN_FULL',
   'retention.retainDays': 'RETAIN_DAYS',
   'retention.retainPitrDays': 'RETAIN_PITR_DAYS',
@@ -158,6 +163,8 @@ export function loadSettings(flags: CommonFlags & Source, env: NodeJS.ProcessEnv
       accessKeyId: text(pick('s3.accessKeyId')),
       secretAccessKey: text(pick('s3.secretAccessKey')),
       sessionToken: text(pick('s3.sessionToken')),
+      conditionalWrites: bool('s3 conditional writes', pick('s3.conditionalWrites')),
+      maxAttempts: integer('s3 max attempts', pick('s3.maxAttempts'), 1, 20),
     },
     retention: {
       retainFull: integer('retain full', pick('retention.retainFull'), 1, 1_000_000),
