@@ -1,10 +1,9 @@
 import { dirname } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { openStorage } from '../storage/index.js';
-import { Repository } from '../repo/index.js';
 import { PgfError } from '../errors/index.js';
 import type { Settings } from '../config/index.js';
-import { getWalFile, pushWalFile } from '../wal/archive.js';
+import { getWalFile, openRepository, pushWalFile } from '../wal/archive.js';
 import { archiveCommands as commandsFor, postgresqlConfLines, type ArchiveCommands } from '../wal/archive-command.js';
 import { runArchiveDaemon, holdsSpoolLock } from '../wal/daemon.js';
 import { WalFetcher } from '../wal/fetch.js';
@@ -17,8 +16,13 @@ type Flags = Record<string, unknown> & { config?: string; json?: boolean; spool?
 const DEFAULT_TIMEOUT_S = 60;
 const DEFAULT_IDLE_EXIT_S = 60;
 
-async function openRepo(settings: Settings): Promise<Repository> {
-  return Repository.open(await openStorage(settings.repo, settings.s3));
+/**
+ * PostgreSQL waits for archive and restore commands to exit: once the answer is known, a request
+ * still hanging on a stalled store (the S3 client cannot cancel one) must not keep the process
+ * alive. The timer is unref'd, so it only fires when something else still holds the process.
+ */
+function exitSoonAfter(): void {
+  setTimeout(() => process.exit(), 1000).unref();
 }
 
 function wholeNumber(name: string, min: number, max: number) {
@@ -47,14 +51,18 @@ export function registerArchiveCommands(program: Command): void {
       .option(...timeoutOption),
   ).action(async (path: string, flags: Flags) => {
     const { settings, log } = commandContext(flags);
-    const outcome = await pushWalFile(() => openRepo(settings), path, {
-      spool: flags.spool ?? (await spoolBeside(dirname(path), settings.repo)),
-      parallel: settings.processMax,
-      compressLevel: settings.compressLevel,
-      timeoutMs: (flags.timeout ?? DEFAULT_TIMEOUT_S) * 1000,
-      log,
-    });
-    log.debug({ path, outcome }, 'archive-push');
+    try {
+      const outcome = await pushWalFile(await openStorage(settings.repo, settings.s3), path, {
+        spool: flags.spool ?? (await spoolBeside(dirname(path), settings.repo)),
+        parallel: settings.processMax,
+        compressLevel: settings.compressLevel,
+        timeoutMs: (flags.timeout ?? DEFAULT_TIMEOUT_S) * 1000,
+        log,
+      });
+      log.debug({ path, outcome }, 'archive-push');
+    } finally {
+      exitSoonAfter();
+    }
   });
 
   withCommonOptions(
@@ -68,14 +76,18 @@ export function registerArchiveCommands(program: Command): void {
       .option('--prefetch <count>', 'segments to fetch ahead into the spool (default 4 x process max)', wholeNumber('--prefetch', 0, 1024)),
   ).action(async (name: string, dest: string, flags: Flags) => {
     const { settings, log } = commandContext(flags);
-    const found = await getWalFile(() => openRepo(settings), name, dest, {
-      spool: flags.spool ?? (await spoolBeside(dirname(dest), settings.repo)),
-      parallel: settings.processMax,
-      prefetch: flags.prefetch ?? settings.processMax * 4,
-      timeoutMs: (flags.timeout ?? DEFAULT_TIMEOUT_S) * 1000,
-      log,
-    });
-    if (!found) process.exitCode = 1;
+    try {
+      const found = await getWalFile(await openStorage(settings.repo, settings.s3), name, dest, {
+        spool: flags.spool ?? (await spoolBeside(dirname(dest), settings.repo)),
+        parallel: settings.processMax,
+        prefetch: flags.prefetch ?? settings.processMax * 4,
+        timeoutMs: (flags.timeout ?? DEFAULT_TIMEOUT_S) * 1000,
+        log,
+      });
+      if (!found) process.exitCode = 1;
+    } finally {
+      exitSoonAfter();
+    }
   });
 
   withCommonOptions(
@@ -92,9 +104,10 @@ export function registerArchiveCommands(program: Command): void {
     if (!(await holdsSpoolLock(spool))) {
       throw new PgfError('USAGE', `archive-daemon runs only as started by pgforever-archive, which passes the locked ${spool.lockPath} as its standard input`);
     }
-    const repo = await openRepo(settings);
     const timeoutS = flags.timeout ?? DEFAULT_TIMEOUT_S;
+    const storage = await openStorage(settings.repo, settings.s3);
     try {
+      const repo = await openRepository(storage, timeoutS * 1000);
       await runArchiveDaemon({
         spool,
         location: repo.location,
@@ -106,7 +119,8 @@ export function registerArchiveCommands(program: Command): void {
         log,
       });
     } finally {
-      await repo.storage.close();
+      await storage.close();
+      exitSoonAfter();
     }
   });
 

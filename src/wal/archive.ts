@@ -7,7 +7,8 @@ import { open, rename, rm, stat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 import type { Logger } from '../log/index.js';
-import type { Repository } from '../repo/index.js';
+import { Repository } from '../repo/index.js';
+import type { Storage } from '../storage/index.js';
 import { timeoutError, withDeadline } from './deadline.js';
 import { WalFetcher, loadValidatedWalFile } from './fetch.js';
 import { parseWalFileName } from './names.js';
@@ -34,30 +35,33 @@ async function openSpool(root: string | undefined, log: Logger): Promise<Spool |
   }
 }
 
+/** The repository on `storage`, within the deadline. */
+export function openRepository(storage: Storage, timeoutMs: number): Promise<Repository> {
+  return withDeadline(Repository.open(storage), timeoutMs, timeoutError(`opening the repository at ${storage.location}`, timeoutMs));
+}
+
 /**
- * Archives the file at `path` and pushes ahead a few ready files beside it. `openRepo` is only
- * called when the spool does not already say the file is archived.
+ * Archives the file at `path` and pushes ahead a few ready files beside it. The repository is
+ * only read when the spool does not already say the file is archived. Closes `storage`, which
+ * also cuts short requests still hanging on a stalled store, so the process can exit.
  */
-export async function pushWalFile(
-  openRepo: () => Promise<Repository>,
-  path: string,
-  options: OneShotOptions & { compressLevel: number },
-): Promise<StoreOutcome> {
-  const spool = await openSpool(options.spool, options.log);
-  if (spool !== undefined) {
-    const identity = await stat(path, { bigint: true }).then(fileIdentity, () => undefined);
-    if (identity !== undefined && (await spool.pushed(basename(path), identity))) return 'already-archived';
-  }
-  const repo = await openRepo();
-  const pusher = new WalPusher(repo, { ...options, spool, aheadLimit: options.parallel * 2 });
+export async function pushWalFile(storage: Storage, path: string, options: OneShotOptions & { compressLevel: number }): Promise<StoreOutcome> {
   try {
-    const outcome = await withDeadline(pusher.push(path), options.timeoutMs, timeoutError(`archiving ${basename(path)} to ${repo.location}`, options.timeoutMs));
-    // Files pushed ahead are a bonus: their failures are logged, and a hung store is cut short.
-    await withDeadline(pusher.settle(), options.timeoutMs, timeoutError('pushing ahead', options.timeoutMs)).catch(() => undefined);
+    const spool = await openSpool(options.spool, options.log);
+    if (spool !== undefined) {
+      const identity = await stat(path, { bigint: true }).then(fileIdentity, () => undefined);
+      if (identity !== undefined && (await spool.pushed(basename(path), identity))) return 'already-archived';
+    }
+    const deadline = Date.now() + options.timeoutMs;
+    const repo = await openRepository(storage, options.timeoutMs);
+    const pusher = new WalPusher(repo, { ...options, spool, aheadLimit: options.parallel * 2 });
+    const left = () => Math.max(1, deadline - Date.now());
+    const outcome = await withDeadline(pusher.push(path), left(), timeoutError(`archiving ${basename(path)} to ${repo.location}`, options.timeoutMs));
+    // Files pushed ahead are a bonus: their failures are logged, and a stalled store is cut short.
+    await withDeadline(pusher.settle(), left(), timeoutError('pushing ahead', options.timeoutMs)).catch(() => undefined);
     return outcome;
   } finally {
-    // Also aborts requests still hanging on an unreachable store, so the process can exit.
-    await repo.storage.close();
+    await storage.close();
   }
 }
 
@@ -83,32 +87,29 @@ export async function writeAtomically(destination: string, content: Buffer): Pro
  * Restores `name` to `destination` (PostgreSQL's %f and %p) and prefetches the next segments into
  * the spool; false, with nothing written, when the repository does not have it.
  */
-export async function getWalFile(
-  openRepo: () => Promise<Repository>,
-  name: string,
-  destination: string,
-  options: OneShotOptions & { prefetch: number },
-): Promise<boolean> {
-  if (parseWalFileName(name) === undefined) return false;
-  const spool = await openSpool(options.spool, options.log);
-  if (spool !== undefined) {
-    try {
-      await rename(spool.prefetchPath(name), destination);
-      return true;
-    } catch {
-      // Not prefetched (or the spool is on another filesystem): fetch it.
-    }
-  }
-  const repo = await openRepo();
+export async function getWalFile(storage: Storage, name: string, destination: string, options: OneShotOptions & { prefetch: number }): Promise<boolean> {
   try {
+    if (parseWalFileName(name) === undefined) return false;
+    const spool = await openSpool(options.spool, options.log);
+    if (spool !== undefined) {
+      try {
+        await rename(spool.prefetchPath(name), destination);
+        return true;
+      } catch {
+        // Not prefetched (or the spool is on another filesystem): fetch it.
+      }
+    }
+    const deadline = Date.now() + options.timeoutMs;
+    const left = () => Math.max(1, deadline - Date.now());
+    const repo = await openRepository(storage, options.timeoutMs);
     const fetcher = spool === undefined ? undefined : new WalFetcher(repo, { ...options, spool });
-    const content = await withDeadline(loadValidatedWalFile(repo, name), options.timeoutMs, timeoutError(`fetching ${name} from ${repo.location}`, options.timeoutMs));
+    const content = await withDeadline(loadValidatedWalFile(repo, name), left(), timeoutError(`fetching ${name} from ${repo.location}`, options.timeoutMs));
     if (content === undefined) return false;
     fetcher?.prefetchAfter(name);
     await writeAtomically(destination, content);
-    if (fetcher !== undefined) await withDeadline(fetcher.settle(), options.timeoutMs, timeoutError('prefetching', options.timeoutMs)).catch(() => undefined);
+    if (fetcher !== undefined) await withDeadline(fetcher.settle(), left(), timeoutError('prefetching', options.timeoutMs)).catch(() => undefined);
     return true;
   } finally {
-    await repo.storage.close();
+    await storage.close();
   }
 }

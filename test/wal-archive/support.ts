@@ -2,7 +2,7 @@
  * Shared by the WAL archiving tests: running pgforever and the commands `archive-command` prints
  * exactly as PostgreSQL would (sh -c in the data directory, as the server's OS user).
  */
-import { readFile, readdir } from 'node:fs/promises';
+import { readFile, readdir, readlink } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { CommandError, run } from '../support/os-user.js';
 
@@ -61,13 +61,21 @@ export async function acceptedConnections(socketPath: string): Promise<number> {
   return table.split('\n').filter((line) => line.endsWith(` ${socketPath}`) && line.trim().split(/\s+/)[5] === '03').length;
 }
 
-/** Pids whose command line contains every one of `words`. */
-export async function pidsRunning(...words: string[]): Promise<number[]> {
-  const pids: number[] = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
-    if (words.every((word) => cmdline.includes(word))) pids.push(Number(entry));
+/** The process listening on 127.0.0.1:`port` (from /proc/net/tcp and the processes' descriptors). */
+export async function pidListeningOn(port: number): Promise<number> {
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  const row = (await readFile('/proc/net/tcp', 'utf8'))
+    .split('\n')
+    .map((line) => line.trim().split(/\s+/))
+    .find((fields) => fields[1] === local && fields[3] === '0A');
+  if (row === undefined) throw new Error(`nothing listens on 127.0.0.1:${port}`);
+  const socket = `socket:[${row[9]}]`;
+  for (const pid of await readdir('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    const fds = await readdir(`/proc/${pid}/fd`).catch(() => []);
+    for (const fd of fds) {
+      if ((await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '')) === socket) return Number(pid);
+    }
   }
-  return pids;
+  throw new Error(`no process holds the socket listening on 127.0.0.1:${port}`);
 }
