@@ -3,9 +3,9 @@
  * segments and backup history files, `wal/<timeline>.history` for timeline history files.
  *
  * Every object is two frames back to back:
- *   1. the description, JSON: `{ format: 1, name, size, emptyTail? }` (`emptyTail` as in
- *      empty-tail.ts when the end of a segment was trimmed);
- *   2. the file's bytes, only up to `emptyTail.keep` when trimmed.
+ *   1. the description, JSON: `{ format: 1, name, size, zeroFrom? }`;
+ *   2. the file's bytes, only up to `zeroFrom` when given: a segment's trailing zeros (everything
+ *      after a switch, see zero-tail.ts) are stored as nothing and restored as zeros.
  * The description comes first so that a reader of descriptions only fetches a few hundred bytes.
  *
  * Objects are written once (ifAbsent). Pushing a name again succeeds only with identical content;
@@ -14,7 +14,7 @@
 import { PgfError, isPgfError } from '../errors/index.js';
 import { compressFrame, decompressFrame, readFrameHeader, FRAME_HEADER_BYTES } from '../native/index.js';
 import { keys, type Repository } from '../repo/index.js';
-import { findEmptyTail, rebuildEmptyTail, type EmptyTail } from './empty-tail.js';
+import { padWithZeros, zeroTailStart } from './zero-tail.js';
 import type { WalFileName } from './names.js';
 
 export const walObjectFormat = 1;
@@ -24,7 +24,8 @@ export interface WalObjectDescription {
   name: string;
   /** Length of the file as PostgreSQL wrote it. */
   size: number;
-  emptyTail?: EmptyTail;
+  /** Bytes from here to `size` are zeros and not stored. */
+  zeroFrom?: number;
 }
 
 export type StoreOutcome = 'stored' | 'already-archived';
@@ -36,9 +37,9 @@ export function walObjectKey(file: WalFileName): string {
 /** The object for `content`: trimmed, described, compressed. */
 export async function encodeWalObject(file: WalFileName, content: Buffer, level: number): Promise<Buffer> {
   const segment = file.kind === 'segment' || file.kind === 'partial';
-  const emptyTail = segment ? findEmptyTail(content) : undefined;
-  const description: WalObjectDescription = { format: walObjectFormat, name: file.name, size: content.length, ...(emptyTail ? { emptyTail } : {}) };
-  const kept = emptyTail ? content.subarray(0, emptyTail.keep) : content;
+  const zeroFrom = segment ? zeroTailStart(content) : content.length;
+  const description: WalObjectDescription = { format: walObjectFormat, name: file.name, size: content.length, ...(zeroFrom < content.length ? { zeroFrom } : {}) };
+  const kept = content.subarray(0, zeroFrom);
   const [head, body] = await Promise.all([compressFrame(Buffer.from(JSON.stringify(description)), 1), compressFrame(kept, level)]);
   return Buffer.concat([head, body]);
 }
@@ -61,15 +62,9 @@ export async function decodeWalObject(key: string, object: Buffer): Promise<{ de
   if (description.format !== walObjectFormat) {
     throw new PgfError('REPO_FORMAT', `archived WAL object ${key} has format ${String(description.format)}; this pgforever reads format ${walObjectFormat}: upgrade pgforever`);
   }
-  const tail = description.emptyTail;
-  if (tail === undefined) {
-    if (data.length !== description.size) throw damaged(key, `${data.length} bytes, its description says ${description.size}`);
-    return { description, content: data };
-  }
-  if (data.length !== tail.keep || tail.keep > tail.emptyFrom || tail.emptyFrom > description.size || data.length < 16) {
-    throw damaged(key, 'its trimmed tail does not add up');
-  }
-  return { description, content: rebuildEmptyTail(data, tail, description.size) };
+  const stored = description.zeroFrom ?? description.size;
+  if (data.length !== stored || stored > description.size) throw damaged(key, `${data.length} bytes stored, its description says ${stored} of ${description.size}`);
+  return { description, content: stored === description.size ? data : padWithZeros(data, description.size) };
 }
 
 /** Stores `content` under its name, durably, once. */

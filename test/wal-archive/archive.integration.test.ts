@@ -76,7 +76,7 @@ describe('archiving through what archive-command prints (PostgreSQL 15)', () => 
       expect(stored?.equals(original), name).toBe(true);
       const object = await repo.storage.read(walObjectKey(parseWalFileName(name)!));
       const { description } = await decodeWalObject(name, object);
-      if (description.emptyTail !== undefined && description.emptyTail.keep < SEGMENT / 2) {
+      if (description.zeroFrom !== undefined && description.zeroFrom < SEGMENT / 2) {
         trimmed++;
         expect(object.length, name).toBeLessThan(SEGMENT / 8);
       }
@@ -102,7 +102,7 @@ describe('archiving through what archive-command prints (PostgreSQL 15)', () => 
     let target: string | undefined;
     for (const name of archived) {
       const { description } = await decodeWalObject(name, await repo.storage.read(walObjectKey(parseWalFileName(name)!)));
-      if (description.emptyTail !== undefined && description.emptyTail.keep < SEGMENT - 8192) target = name;
+      if (description.zeroFrom !== undefined && description.zeroFrom < SEGMENT - 8192) target = name;
     }
     expect(target).toBeDefined();
     const name = target!;
@@ -111,7 +111,7 @@ describe('archiving through what archive-command prints (PostgreSQL 15)', () => 
     const { description } = await decodeWalObject(name, before);
     // A byte in the padding after the switch: the header still checks out, the content differs.
     const altered = await readFile(join(cluster.pgdata, 'pg_wal', name));
-    altered[description.emptyTail!.keep + 4000] = 0x5a;
+    altered[description.zeroFrom! + 4000] = 0x5a;
     const dir = join(scratch, 'conflict', 'pg_wal');
     await mkdir(dir, { recursive: true });
     await writeFile(join(dir, name), altered);
