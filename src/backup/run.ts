@@ -140,31 +140,40 @@ export async function runBackup(
     const lease = await acquireLease(storage, 'backup', { command: 'backup' });
     try {
       const backupIds = await repo.listBackups();
-      const parentId = backupIds.at(-1);
-      const parent = parentId === undefined ? undefined : await repo.readManifest(parentId);
       const index = await repo.loadIndex();
 
       const start = await server.backupStart(request.label ?? 'pgforever', true);
       const id = backupIdAt(start.time);
       const history = await timelineHistory(repo, pgdata, info.timeline);
-      const { detection, reason } = chooseDetection({
-        parent:
-          parent === undefined
-            ? undefined
-            : {
-                id: parent.id,
-                systemIdentifier: parent.systemIdentifier,
-                timeline: parent.timeline,
-                startLsn: parseLsn(parent.startLsn),
-                stopLsn: parseLsn(parent.stopLsn),
-                complete: true,
-              },
-        systemIdentifier: info.systemIdentifier,
-        timeline: info.timeline,
-        history,
-        full: request.full,
-        verifyUnchanged: request.verifyUnchanged,
-      });
+      // The parent is the newest backup the LSN rule may build on: after a point-in-time restore the
+      // newest backup can lie on an abandoned timeline while an older one is still an ancestor.
+      const judge = (manifest: BackupManifest | undefined) =>
+        chooseDetection({
+          parent: manifest && {
+            id: manifest.id,
+            systemIdentifier: manifest.systemIdentifier,
+            timeline: manifest.timeline,
+            startLsn: parseLsn(manifest.startLsn),
+            stopLsn: parseLsn(manifest.stopLsn),
+            complete: true,
+          },
+          systemIdentifier: info.systemIdentifier,
+          timeline: info.timeline,
+          history,
+          full: request.full,
+          verifyUnchanged: request.verifyUnchanged,
+        });
+      let parent: BackupManifest | undefined = backupIds.length > 0 ? await repo.readManifest(backupIds.at(-1)!) : undefined;
+      let { detection, reason } = judge(parent);
+      for (const olderId of detection === 'hash' && !request.verifyUnchanged ? backupIds.slice(0, -1).reverse() : []) {
+        const older = await repo.readManifest(olderId);
+        const choice = judge(older);
+        if (choice.detection === 'lsn') {
+          ({ detection, reason } = choice);
+          parent = older;
+          break;
+        }
+      }
       log.info({ backup: id, detection, reason, startLsn: formatLsn(start.lsn) }, 'backup started');
 
       const parentFiles = new Map<string, ManifestFile>((parent?.files ?? []).map((f) => [f.path, f]));

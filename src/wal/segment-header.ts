@@ -35,7 +35,9 @@ export function checkSegmentHeader(content: Buffer, expect: SegmentExpectations)
   if (systemIdentifier !== expect.systemIdentifier) throw bad(`system identifier ${systemIdentifier}, the repository belongs to ${expect.systemIdentifier}`);
   if (segmentSize !== expect.segmentSize) throw bad(`segment size ${segmentSize}`);
   const nameTimeline = parseInt(expect.name.slice(0, 8), 16);
-  if (timeline !== nameTimeline) throw bad(`its header says timeline ${timeline}`);
+  // The first segment of a new timeline starts with a copy of its parent's pages, which keep the
+  // parent's timeline id: a lower id is expected there, a higher one never.
+  if (timeline > nameTimeline || timeline === 0) throw bad(`its header says timeline ${timeline}`);
   const expectedAddress = segmentNumber(expect.name.slice(0, 24), expect.segmentSize) * BigInt(expect.segmentSize);
   if (pageAddress !== expectedAddress) throw bad(`its header says it starts at ${pageAddress.toString(16)}, its name says ${expectedAddress.toString(16)}`);
 }
