@@ -11,7 +11,8 @@ import type { Logger } from '../log/index.js';
 import type { Settings } from '../config/index.js';
 import { openStorage } from '../storage/index.js';
 import { Repository, type BackupManifest, type ManifestFile } from '../repo/index.js';
-import { parseLsn } from '../pg/lsn.js';
+import { formatLsn, parseLsn } from '../pg/lsn.js';
+import { newestArchivedSegment } from '../info/index.js';
 import { restoreFile } from './file.js';
 import { renderBackupManifest, type ManifestFile as PgManifestFile } from './backup-manifest.js';
 import { crc32cAppend } from '../native/index.js';
@@ -84,6 +85,19 @@ export function chooseBackup(manifests: readonly BackupManifest[], target: Recov
     if (candidates.length === 0) throw new PgfError('RESTORE_TARGET', `target LSN ${target.value} is before the oldest backup finished: ${window}`);
   }
   return candidates.at(-1)!;
+}
+
+/** Refuses a time or LSN target past the newest archived WAL: recovery could never reach it. */
+async function checkTargetArchived(repo: Repository, target: RecoveryTarget): Promise<void> {
+  if (target.kind !== 'time' && target.kind !== 'lsn') return;
+  const newest = await newestArchivedSegment(repo);
+  const window = newest ? `the recoverable window ends with segment ${newest.name} (stored ${newest.storedAt.toISOString()}, up to LSN ${formatLsn(newest.endLsn)})` : 'no WAL is archived';
+  if (target.kind === 'time' && (newest === undefined || Date.parse(target.value) > newest.storedAt.getTime())) {
+    throw new PgfError('RESTORE_TARGET', `target time ${target.value} is beyond the archived WAL: ${window}; check archiving (pgforever info) or pick an earlier target`);
+  }
+  if (target.kind === 'lsn' && (newest === undefined || parseLsn(target.value) > newest.endLsn)) {
+    throw new PgfError('RESTORE_TARGET', `target LSN ${target.value} is beyond the archived WAL: ${window}; check archiving (pgforever info) or pick an earlier target`);
+  }
 }
 
 async function removeExtraneous(root: string, wanted: ReadonlySet<string>, relative = ''): Promise<number> {
@@ -172,6 +186,7 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
     } else {
       manifest = chooseBackup(await Promise.all(ids.map((id) => repo.readManifest(id))), request.target);
     }
+    await checkTargetArchived(repo, request.target);
     log.info({ backup: manifest.id, pgdata }, 'restore started');
 
     const index = await repo.loadIndex();

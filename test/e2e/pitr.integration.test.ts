@@ -98,6 +98,10 @@ describe('point-in-time recovery', () => {
     await archiveEverything(source);
 
     const byId = (id: number) => commits.find((c) => c.phase === 'one' && c.id === id)!;
+    const nowhere = await makeServerUserDir('pgf-pitr-refused-');
+    dirs.push(nowhere);
+    await expect(pgforever(source, ['restore', '--pgdata', join(nowhere, 'data'), '--target-time', '2999-01-01 00:00:00+00'])).rejects.toThrow(/RESTORE_TARGET: target time .* is beyond the archived WAL: the recoverable window ends with segment/);
+    await expect(pgforever(source, ['restore', '--pgdata', join(nowhere, 'data'), '--target-time', byId(5).at])).rejects.toThrow(/RESTORE_TARGET: target time .* is before the oldest backup finished/);
     const targets: { args: string[]; last: number }[] = [
       { args: ['--target-time', byId(30).at], last: 30 },
       { args: ['--target-time', byId(70).at], last: 70 },
