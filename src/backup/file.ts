@@ -108,18 +108,26 @@ export async function backupFile(entry: DataEntry, parent: ParentFile | undefine
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return result;
     throw err;
   }
+  let next: Promise<{ offset: number; wanted: number; chunk: Buffer; length: number }> | undefined;
   try {
     const { size: sizeAtOpen } = await handle.stat();
     const relation = entry.relation;
     const chunkBytes = options.chunkBytes - (options.chunkBytes % EXTENT_BYTES);
-    for (let offset = 0; offset < sizeAtOpen; offset += chunkBytes) {
+    const readChunk = async (offset: number) => {
       const wanted = Math.min(chunkBytes, sizeAtOpen - offset);
-      let chunk = Buffer.allocUnsafe(wanted);
-      let length = await readFull(handle, chunk, offset);
+      const chunk = Buffer.allocUnsafe(wanted);
+      return { offset, wanted, chunk, length: await readFull(handle, chunk, offset) };
+    };
+    // The next chunk is read while this one is scanned, hashed and compressed.
+    next = sizeAtOpen > 0 ? readChunk(0) : undefined;
+    while (next !== undefined) {
+      const { offset, wanted, chunk: buffer } = await next;
+      let { length } = await next;
+      next = length === wanted && offset + chunkBytes < sizeAtOpen ? readChunk(offset + chunkBytes) : undefined;
       // A relation may be truncated while we read, or end in a page being extended: keep whole
       // pages; WAL replay from our start redoes both.
       if (relation) length -= length % PAGE_SIZE;
-      chunk = chunk.subarray(0, length);
+      const chunk = buffer.subarray(0, length);
       result.bytesRead += length;
       result.size = offset + length;
       if (length === 0) break;
@@ -131,9 +139,10 @@ export async function backupFile(entry: DataEntry, parent: ParentFile | undefine
         await storeNew(chunk, ids.map((id, i) => ({ index: i, id })), options, result);
         result.extents.push(...ids);
       }
-      if (length < wanted) break;
     }
   } finally {
+    // A read ahead still in flight when processing failed must settle before the handle closes.
+    await next?.catch(() => undefined);
     await handle.close();
   }
   return result;
@@ -207,7 +216,13 @@ async function storeNew(chunk: Buffer, candidates: readonly { index: number; id:
     fresh.push(candidate);
   }
   if (fresh.length === 0) return;
-  const frames = await compressExtents(chunk, fresh.map((f) => f.index), options.compressLevel);
+  // Two calls let two libuv threads compress one chunk: a large file would otherwise keep one core.
+  const indexes = fresh.map((f) => f.index);
+  const half = Math.ceil(indexes.length / 2);
+  const frames =
+    indexes.length >= 8
+      ? (await Promise.all([compressExtents(chunk, indexes.slice(0, half), options.compressLevel), compressExtents(chunk, indexes.slice(half), options.compressLevel)])).flat()
+      : await compressExtents(chunk, indexes, options.compressLevel);
   const extents = fresh.map((f, i) => {
     const start = f.index * EXTENT_BYTES;
     const rawLength = Math.min(EXTENT_BYTES, chunk.length - start);

@@ -88,7 +88,7 @@ async function waitForWal(repo: Repository, timeline: number, segment: string, d
       );
     }
     await new Promise((resolve) => setTimeout(resolve, interval));
-    interval = Math.min(interval * 2, 1000);
+    interval = Math.min(interval * 2, 250);
   }
 }
 
@@ -219,7 +219,9 @@ export async function runBackup(
         byPath.set(entry.path, record);
       };
       const progress: BackupProgress = { filesDone: 0, files: entries.length, bytesDone: 0, bytes: entries.reduce((n, e) => n + e.size, 0), bytesStored: 0 };
-      await forEachParallel(entries, settings.processMax, async (entry) => {
+      // Largest files first, so the biggest one is not left running alone at the end.
+      const bySize = [...entries].sort((a, b) => b.size - a.size);
+      await forEachParallel(bySize, settings.processMax, async (entry) => {
         await backupEntry(entry);
         progress.filesDone += 1;
         progress.bytesDone += entry.size;
