@@ -73,6 +73,8 @@ measure() {
 }
 du_bytes() { du -sb "$1" | cut -f1; }
 
+# Each tool starts from a clean checkpoint, so neither pays for flushing what pgbench -i left dirty.
+as_user "$BIN/psql" -qc CHECKPOINT >/dev/null
 sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
 measure pgf-full "${AS_USER[@]}" node bin/pgforever.js backup --repo "$PGF_REPO" --pgdata "$PGDATA" --json --log-level warn
 PGF_AFTER_FULL=$(du_bytes "$PGF_REPO/packs")
