@@ -5,20 +5,15 @@
  */
 import { readFileSync, existsSync } from 'node:fs';
 import { PgfError } from '../errors/index.js';
+import type { S3Settings as StorageS3Settings } from '../storage/index.js';
 
 export const defaultConfigPath = '/etc/pgforever/pgforever.json';
 
-export interface S3Settings {
-  endpoint?: string;
-  region?: string;
-  forcePathStyle?: boolean;
-  accessKeyId?: string;
-  secretAccessKey?: string;
-  sessionToken?: string;
-  /** false for stores without If-None-Match: a HEAD check instead (two racing writers can both win). */
-  conditionalWrites?: boolean;
-  maxAttempts?: number;
-}
+/** The S3 options a user can set; their meaning is documented where the storage uses them. */
+export type S3Settings = Pick<
+  StorageS3Settings,
+  'endpoint' | 'region' | 'forcePathStyle' | 'accessKeyId' | 'secretAccessKey' | 'sessionToken' | 'conditionalWrites' | 'maxAttempts'
+>;
 
 export interface Settings {
   repo: string;

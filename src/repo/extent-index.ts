@@ -26,28 +26,38 @@ const ENTRY_BYTES = ID_BYTES + 4 + 4 + 4 + 4;
 const PACK_ID_BYTES = 16;
 const maxLoad = 0.7;
 
+interface Table {
+  mask: number;
+  /** Two little-endian u64 halves of the id prefix per slot. */
+  keys: BigUint64Array;
+  /** Pack number + 1; 0 marks an empty slot. */
+  pack: Uint32Array;
+  offset: Uint32Array;
+  length: Uint32Array;
+  rawLength: Uint32Array;
+}
+
+function newTable(size: number): Table {
+  return {
+    mask: size - 1,
+    keys: new BigUint64Array(size * 2),
+    pack: new Uint32Array(size),
+    offset: new Uint32Array(size),
+    length: new Uint32Array(size),
+    rawLength: new Uint32Array(size),
+  };
+}
+
 export class ExtentIndex {
   private readonly packIds: string[] = [];
   private readonly packNumbers = new Map<string, number>();
   private count = 0;
-  private mask: number;
-  /** Two little-endian u64 halves of the id prefix per slot. */
-  private keys: BigUint64Array;
-  /** Pack number + 1; 0 marks an empty slot. */
-  private pack: Uint32Array;
-  private offset: Uint32Array;
-  private length: Uint32Array;
-  private rawLength: Uint32Array;
+  private table: Table;
 
   constructor(capacity = 1024) {
     let size = 1024;
     while (size * maxLoad < capacity) size *= 2;
-    this.mask = size - 1;
-    this.keys = new BigUint64Array(size * 2);
-    this.pack = new Uint32Array(size);
-    this.offset = new Uint32Array(size);
-    this.length = new Uint32Array(size);
-    this.rawLength = new Uint32Array(size);
+    this.table = newTable(size);
   }
 
   get size(): number {
@@ -56,7 +66,7 @@ export class ExtentIndex {
 
   /** Bytes the table holds now (for capacity planning and the benchmark). */
   get memoryBytes(): number {
-    return this.keys.byteLength + this.pack.byteLength * 4;
+    return this.table.keys.byteLength + this.table.pack.byteLength * 4;
   }
 
   /** Packs the index refers to. */
@@ -67,11 +77,11 @@ export class ExtentIndex {
   private slotOf(id: Buffer): { slot: number; found: boolean } {
     const k0 = id.readBigUInt64LE(0);
     const k1 = id.readBigUInt64LE(8);
-    let slot = id.readUInt32LE(0) & this.mask;
+    let slot = id.readUInt32LE(0) & this.table.mask;
     for (;;) {
-      if (this.pack[slot] === 0) return { slot, found: false };
-      if (this.keys[slot * 2] === k0 && this.keys[slot * 2 + 1] === k1) return { slot, found: true };
-      slot = (slot + 1) & this.mask;
+      if (this.table.pack[slot] === 0) return { slot, found: false };
+      if (this.table.keys[slot * 2] === k0 && this.table.keys[slot * 2 + 1] === k1) return { slot, found: true };
+      slot = (slot + 1) & this.table.mask;
     }
   }
 
@@ -82,11 +92,11 @@ export class ExtentIndex {
   get(id: Buffer): ExtentLocation | undefined {
     const { slot, found } = this.slotOf(id);
     if (!found) return undefined;
-    return { pack: this.packIds[this.pack[slot]! - 1]!, offset: this.offset[slot]!, length: this.length[slot]!, rawLength: this.rawLength[slot]! };
+    return { pack: this.packIds[this.table.pack[slot]! - 1]!, offset: this.table.offset[slot]!, length: this.table.length[slot]!, rawLength: this.table.rawLength[slot]! };
   }
 
   add(entry: IndexEntry): void {
-    if ((this.count + 1) > (this.mask + 1) * maxLoad) this.grow();
+    if ((this.count + 1) > (this.table.mask + 1) * maxLoad) this.grow();
     const { slot, found } = this.slotOf(entry.id);
     if (found) return;
     let packNumber = this.packNumbers.get(entry.pack);
@@ -95,39 +105,34 @@ export class ExtentIndex {
       this.packIds.push(entry.pack);
       this.packNumbers.set(entry.pack, packNumber);
     }
-    this.keys[slot * 2] = entry.id.readBigUInt64LE(0);
-    this.keys[slot * 2 + 1] = entry.id.readBigUInt64LE(8);
-    this.pack[slot] = packNumber + 1;
-    this.offset[slot] = entry.offset;
-    this.length[slot] = entry.length;
-    this.rawLength[slot] = entry.rawLength;
+    this.table.keys[slot * 2] = entry.id.readBigUInt64LE(0);
+    this.table.keys[slot * 2 + 1] = entry.id.readBigUInt64LE(8);
+    this.table.pack[slot] = packNumber + 1;
+    this.table.offset[slot] = entry.offset;
+    this.table.length[slot] = entry.length;
+    this.table.rawLength[slot] = entry.rawLength;
     this.count += 1;
   }
 
   private grow(): void {
-    const old = { keys: this.keys, pack: this.pack, offset: this.offset, length: this.length, rawLength: this.rawLength };
-    const size = (this.mask + 1) * 2;
-    this.mask = size - 1;
-    this.keys = new BigUint64Array(size * 2);
-    this.pack = new Uint32Array(size);
-    this.offset = new Uint32Array(size);
-    this.length = new Uint32Array(size);
-    this.rawLength = new Uint32Array(size);
+    const old = this.table;
+    this.table = newTable((old.mask + 1) * 2);
     const probe = Buffer.alloc(16);
     for (let from = 0; from < old.pack.length; from++) {
       if (old.pack[from] === 0) continue;
       probe.writeBigUInt64LE(old.keys[from * 2]!, 0);
       probe.writeBigUInt64LE(old.keys[from * 2 + 1]!, 8);
-      let slot = probe.readUInt32LE(0) & this.mask;
-      while (this.pack[slot] !== 0) slot = (slot + 1) & this.mask;
-      this.keys[slot * 2] = old.keys[from * 2]!;
-      this.keys[slot * 2 + 1] = old.keys[from * 2 + 1]!;
-      this.pack[slot] = old.pack[from]!;
-      this.offset[slot] = old.offset[from]!;
-      this.length[slot] = old.length[from]!;
-      this.rawLength[slot] = old.rawLength[from]!;
+      let slot = probe.readUInt32LE(0) & this.table.mask;
+      while (this.table.pack[slot] !== 0) slot = (slot + 1) & this.table.mask;
+      this.table.keys[slot * 2] = old.keys[from * 2]!;
+      this.table.keys[slot * 2 + 1] = old.keys[from * 2 + 1]!;
+      this.table.pack[slot] = old.pack[from]!;
+      this.table.offset[slot] = old.offset[from]!;
+      this.table.length[slot] = old.length[from]!;
+      this.table.rawLength[slot] = old.rawLength[from]!;
     }
   }
+
 }
 
 /** Binary layout of an index delta: pack count, pack ids, then entries naming packs by number. */
