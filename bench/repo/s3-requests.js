@@ -1,10 +1,12 @@
 // S3 requests and bytes per GiB of extents written (backup) and read back (restore), through the
-// real pack writer and coalescing reader against a real S3-compatible server (moto) on loopback.
-// Run after `npm run build:ts` and test/setup/install-s3.sh:  node bench/repo/s3-requests.js [MiB]
+// real pack writer and coalescing reader against a real S3-compatible server (versitygw, the one
+// the tests use) on loopback. Run after `npm run build:ts` and test/setup/install-s3.sh:
+//   node bench/repo/s3-requests.js [MiB]
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
-import { homedir } from 'node:os';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { S3Storage } from '../../dist/storage/s3.js';
@@ -19,7 +21,11 @@ const port = await new Promise((resolve) => {
     s.close(() => resolve(p));
   });
 });
-const moto = spawn(join(process.env.PGFOREVER_S3_VENV ?? join(homedir(), '.cache/pgforever/moto'), 'bin/moto_server'), ['-H', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
+const root = mkdtempSync(join(tmpdir(), 'pgf-bench-s3-'));
+const server = spawn(join(process.env.PGFOREVER_CACHE ?? join(homedir(), '.cache/pgforever'), 'bin/versitygw'), ['--quiet', '--port', `127.0.0.1:${port}`, 'posix', root], {
+  env: { ...process.env, ROOT_ACCESS_KEY: 'x', ROOT_SECRET_KEY: 'y' },
+  stdio: 'ignore',
+});
 const endpoint = `http://127.0.0.1:${port}`;
 try {
   const admin = new S3Client({ endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: 'x', secretAccessKey: 'y' }, maxAttempts: 1 });
@@ -67,5 +73,6 @@ try {
   await storage.close();
   admin.destroy();
 } finally {
-  moto.kill();
+  server.kill();
+  rmSync(root, { recursive: true, force: true });
 }
