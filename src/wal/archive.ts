@@ -45,7 +45,7 @@ export function openRepository(storage: Storage, timeoutMs: number): Promise<Rep
  * only read when the spool does not already say the file is archived. Closes `storage`, which
  * also cuts short requests still hanging on a stalled store, so the process can exit.
  */
-export async function pushWalFile(storage: Storage, path: string, options: OneShotOptions & { compressLevel: number }): Promise<StoreOutcome> {
+export async function pushWalFile(storage: Storage, path: string, options: OneShotOptions): Promise<StoreOutcome> {
   try {
     const spool = await openSpool(options.spool, options.log);
     if (spool !== undefined) {

@@ -18,7 +18,6 @@ import { validateWalFile } from './validate.js';
 export interface PushOptions {
   /** Files in flight at once (each holds one file and its compressed copy in memory). */
   parallel: number;
-  compressLevel: number;
   log: Logger;
   /** Where done markers go; without one nothing is remembered between processes. */
   spool?: Spool;
@@ -26,8 +25,12 @@ export interface PushOptions {
   aheadLimit?: number;
 }
 
-/** Reads a whole WAL file and the identity it had throughout the read. */
-export async function readWalFile(path: string): Promise<{ content: Buffer; identity: string }> {
+/**
+ * Reads a whole WAL file and the identity it had throughout the read, into `spare` when it has the
+ * right size (a segment buffer reused from an earlier file: a fresh 16 MiB allocation costs page
+ * faults and garbage collection on every segment).
+ */
+export async function readWalFile(path: string, spare?: Buffer): Promise<{ content: Buffer; identity: string }> {
   let handle;
   try {
     handle = await open(path, 'r');
@@ -35,8 +38,16 @@ export async function readWalFile(path: string): Promise<{ content: Buffer; iden
     throw new PgfError('WAL_NOT_FOUND', `cannot read ${path}: ${(err as Error).message} (archive_command must pass %p)`, { cause: err });
   }
   try {
-    const before = fileIdentity(await handle.stat({ bigint: true }));
-    const content = await handle.readFile();
+    const stats = await handle.stat({ bigint: true });
+    const before = fileIdentity(stats);
+    // One read into a buffer of the known size: FileHandle.readFile reads in small pieces and copies.
+    const size = Number(stats.size);
+    const content = spare?.length === size ? spare : Buffer.allocUnsafe(size);
+    for (let at = 0; at < content.length; ) {
+      const { bytesRead } = await handle.read(content, at, content.length - at, at);
+      if (bytesRead === 0) throw new PgfError('WAL_INVALID', `${path} got shorter while it was being read; nothing was archived (PostgreSQL retries)`);
+      at += bytesRead;
+    }
     const after = fileIdentity(await handle.stat({ bigint: true }));
     if (before !== after) throw new PgfError('WAL_INVALID', `${path} changed while it was being read; nothing was archived (PostgreSQL retries)`);
     return { content, identity: after };
@@ -46,13 +57,13 @@ export async function readWalFile(path: string): Promise<{ content: Buffer; iden
 }
 
 /** Validates and stores one file; resolves once it is durable in the repository. */
-export async function archiveWalContent(repo: Repository, name: string, content: Buffer, level: number): Promise<StoreOutcome> {
+export async function archiveWalContent(repo: Repository, name: string, content: Buffer): Promise<StoreOutcome> {
   const file = parseWalFileName(name);
   if (file === undefined) {
     throw new PgfError('WAL_INVALID', `${name} is not a WAL segment, history or backup history file name: archive_command must pass %p`);
   }
   validateWalFile(file, content, repo.config);
-  return storeWalFile(repo, file, content, level);
+  return storeWalFile(repo, file, content);
 }
 
 /** History files first (PostgreSQL wants them early), then the oldest. */
@@ -67,6 +78,10 @@ export class WalPusher {
   private readonly failed = new Set<string>();
   /** Files a caller waits for: their failures go to the caller, not to the log. */
   private readonly requested = new Set<string>();
+  /** Archived by this engine and still marked ready: never pushed ahead twice, spool or not. */
+  private readonly archived = new Set<string>();
+  /** Segment buffers of finished pushes, for the next reads (at most `parallel`). */
+  private readonly spares: Buffer[] = [];
   private walDir: string | undefined;
   private ready: string[] = [];
   private scanning = false;
@@ -135,9 +150,17 @@ export class WalPusher {
   }
 
   private async archive(path: string, name: string): Promise<StoreOutcome> {
-    const { content, identity } = await readWalFile(path);
-    const outcome = await archiveWalContent(this.repo, name, content, this.options.compressLevel);
+    const spare = this.spares.pop();
+    const { content, identity } = await readWalFile(path, spare);
+    let outcome: StoreOutcome;
+    try {
+      outcome = await archiveWalContent(this.repo, name, content);
+    } finally {
+      // Nothing holds on to the content once it is stored (or refused).
+      if (content.length === this.repo.config.walSegmentSize && this.spares.length < this.options.parallel) this.spares.push(content);
+    }
     await this.options.spool?.markPushed(name, identity);
+    this.archived.add(name);
     this.options.log.debug({ file: name, outcome }, 'archived');
     return outcome;
   }
@@ -171,11 +194,13 @@ export class WalPusher {
       const name = this.ready.shift();
       if (name === undefined) {
         if (refreshed) return undefined;
-        this.ready = [...(await this.readyNames())].sort(archiveOrder);
+        const ready = await this.readyNames();
+        for (const done of this.archived) if (!ready.has(done)) this.archived.delete(done);
+        this.ready = [...ready].sort(archiveOrder);
         refreshed = true;
         continue;
       }
-      if (this.inFlight.has(name) || this.failed.has(name) || parseWalFileName(name) === undefined) continue;
+      if (this.inFlight.has(name) || this.failed.has(name) || this.archived.has(name) || parseWalFileName(name) === undefined) continue;
       const path = join(walDir, name);
       if (await this.alreadyPushed(path, name)) continue;
       return path;

@@ -19,6 +19,13 @@ import type { WalFileName } from './names.js';
 
 export const walObjectFormat = 1;
 
+/**
+ * zstd level of WAL objects, whatever the level for extents: on WAL, level 1 compressed as small as
+ * level 3 and 1.8x faster (measured on 16 MiB segments of a bulk insert: 37 ms and 5.53 MiB at
+ * level 1, 65 ms and 5.68 MiB at level 3), and compression is what bounds the archiving rate.
+ */
+export const walCompressLevel = 1;
+
 export interface WalObjectDescription {
   format: number;
   name: string;
@@ -34,14 +41,13 @@ export function walObjectKey(file: WalFileName): string {
   return file.kind === 'history' ? keys.timelineHistory(file.timeline) : keys.walSegment(file.timeline, file.name);
 }
 
-/** The object for `content`: trimmed, described, compressed. */
-export async function encodeWalObject(file: WalFileName, content: Buffer, level: number): Promise<Buffer> {
+/** The object for `content` (trimmed, described, compressed) as its two frames. */
+export async function encodeWalObject(file: WalFileName, content: Buffer): Promise<[Buffer, Buffer]> {
   const segment = file.kind === 'segment' || file.kind === 'partial';
   const zeroFrom = segment ? zeroTailStart(content) : content.length;
   const description: WalObjectDescription = { format: walObjectFormat, name: file.name, size: content.length, ...(zeroFrom < content.length ? { zeroFrom } : {}) };
   const kept = content.subarray(0, zeroFrom);
-  const [head, body] = await Promise.all([compressFrame(Buffer.from(JSON.stringify(description)), 1), compressFrame(kept, level)]);
-  return Buffer.concat([head, body]);
+  return Promise.all([compressFrame(Buffer.from(JSON.stringify(description)), walCompressLevel), compressFrame(kept, walCompressLevel)]);
 }
 
 function damaged(key: string, what: string, cause?: unknown): PgfError {
@@ -68,9 +74,9 @@ export async function decodeWalObject(key: string, object: Buffer): Promise<{ de
 }
 
 /** Stores `content` under its name, durably, once. */
-export async function storeWalFile(repo: Repository, file: WalFileName, content: Buffer, level: number): Promise<StoreOutcome> {
+export async function storeWalFile(repo: Repository, file: WalFileName, content: Buffer): Promise<StoreOutcome> {
   const key = walObjectKey(file);
-  const object = await encodeWalObject(file, content, level);
+  const object = await encodeWalObject(file, content);
   try {
     await repo.storage.write(key, object, { ifAbsent: true });
     return 'stored';

@@ -11,9 +11,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PosixStorage } from '../../src/storage/posix.js';
 import { Repository } from '../../src/repo/index.js';
 import { parseWalFileName } from '../../src/wal/names.js';
+import { defaultSpool } from '../../src/wal/spool.js';
 import { decodeWalObject, loadWalFile, walObjectKey } from '../../src/wal/repository.js';
-import { grantToServerUser, makeServerUserDir } from '../support/os-user.js';
-import { startCluster, type Cluster } from '../support/postgres.js';
+import { grantToServerUser, makeServerUserDir, run } from '../support/os-user.js';
+import { DEBIAN_PG15_BIN, startCluster, startClusterFromDirectory, waitFor, type Cluster } from '../support/postgres.js';
 import { archiveCommandsFor, pgforever, runConfigured } from './support.js';
 
 const SEGMENT = 1 << 20;
@@ -47,10 +48,17 @@ describe('archiving through what archive-command prints (PostgreSQL 15)', () => 
     repo = await Repository.open(new PosixStorage(repoDir));
   });
 
+  const others: Cluster[] = [];
+
   afterAll(async () => {
+    for (const other of others) await other.destroy();
     await cluster?.destroy();
     for (const dir of [repoDir, scratch]) if (dir) await rm(dir, { recursive: true, force: true });
   });
+
+  /** The stored file once the repository has it. */
+  const archivedCopy = (name: string) =>
+    waitFor(() => loadWalFile(repo, parseWalFileName(name)!), { deadlineMs: 60_000, what: `${name} in the repository` });
 
   it('prints the pgforever-archive fast path with a per-repository spool', () => {
     expect(commands.archive_command).toMatch(/\/pgforever-archive push --spool pg_wal\/pgforever\/[0-9a-f]{12} .*--repo .* "%p"$/);
@@ -181,5 +189,40 @@ describe('archiving through what archive-command prints (PostgreSQL 15)', () => 
     }
     expect((await readdir(restoreDir)).sort()).toEqual(['node-copy']);
   });
-});
 
+  it('archives backup history, timeline history and .partial files; a standby replays through restore_command', async () => {
+    const session = await cluster.connect();
+    try {
+      await session.query("SELECT pg_backup_start('pgforever-test', true)");
+      await session.query('SELECT * FROM pg_backup_stop(true)');
+    } finally {
+      await session.end();
+    }
+    const backupHistory = (await readdir(join(cluster.pgdata, 'pg_wal'))).filter((f) => f.endsWith('.backup')).sort().at(-1)!;
+    expect((await archivedCopy(backupHistory)).equals(await readFile(join(cluster.pgdata, 'pg_wal', backupHistory)))).toBe(true);
+
+    const base = await makeServerUserDir('pgf-wal-standby-');
+    await run(join(DEBIAN_PG15_BIN, 'pg_basebackup'), ['-h', cluster.host, '-p', String(cluster.port), '-U', cluster.user, '-D', join(base, 'data'), '-X', 'none', '-R'], { asServerUser: true });
+    await cluster.query('INSERT INTO filler SELECT g, \'after the base backup\' FROM generate_series(1, 50000) g');
+    await cluster.switchWal();
+    const standby = await startClusterFromDirectory(join(base, 'data'), {
+      settings: { archive_mode: 'on', archive_command: commands.archive_command, restore_command: commands.restore_command },
+    });
+    others.push(standby);
+    const count = async (c: Cluster, h: string) => (await c.query<{ n: string }>('SELECT count(*)::text AS n FROM filler WHERE h = $1', [h]))[0]!.n;
+    await waitFor(async () => (await count(standby, 'after the base backup')) === '50000', { deadlineMs: 60_000, what: 'the standby to replay' });
+    // The base backup carries no WAL (-X none): the standby got it through restore_command.
+    const standbySpool = join(standby.pgdata, defaultSpool('pg_wal', repoDir));
+    expect(await readFile(join(standbySpool, 'pusher.log'), 'utf8')).toContain('archive daemon started');
+    // Promoted mid-segment (streamed, not switched): the old timeline's last segment becomes .partial.
+    await cluster.query("INSERT INTO filler SELECT g, 'streamed' FROM generate_series(1, 1000) g");
+    await waitFor(async () => (await count(standby, 'streamed')) === '1000', { deadlineMs: 60_000, what: 'the standby to stream' });
+
+    await standby.query('SELECT pg_promote()');
+    const history = await archivedCopy('00000002.history');
+    expect(history.equals(await readFile(join(standby.pgdata, 'pg_wal', '00000002.history')))).toBe(true);
+    const partial = (await readdir(join(standby.pgdata, 'pg_wal'))).find((f) => f.endsWith('.partial'))!;
+    expect(partial).toMatch(/^00000001[0-9A-F]{16}\.partial$/);
+    expect((await archivedCopy(partial)).equals(await readFile(join(standby.pgdata, 'pg_wal', partial)))).toBe(true);
+  });
+});
