@@ -55,7 +55,6 @@ export function registerArchiveCommands(program: Command): void {
       const outcome = await pushWalFile(await openStorage(settings.repo, settings.s3), path, {
         spool: flags.spool ?? (await spoolBeside(dirname(path), settings.repo)),
         parallel: settings.processMax,
-        compressLevel: settings.compressLevel,
         timeoutMs: (flags.timeout ?? DEFAULT_TIMEOUT_S) * 1000,
         log,
       });
@@ -111,7 +110,7 @@ export function registerArchiveCommands(program: Command): void {
       await runArchiveDaemon({
         spool,
         location: repo.location,
-        pusher: new WalPusher(repo, { parallel: settings.processMax, compressLevel: settings.compressLevel, log, spool }),
+        pusher: new WalPusher(repo, { parallel: settings.processMax, log, spool }),
         fetcher: new WalFetcher(repo, { parallel: settings.processMax, prefetch: flags.prefetch ?? settings.processMax * 4, spool, log }),
         idleExitMs: (flags.idleExit ?? DEFAULT_IDLE_EXIT_S) * 1000,
         // Answer a little before the client stops waiting, so PostgreSQL's log gets the reason.
