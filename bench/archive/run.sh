@@ -133,7 +133,7 @@ echo "repository: $raw WAL objects, $((stored / 1048576)) MiB stored for $((raw 
 echo
 
 # archive-get, serially, as recovery asks: the first `segments` archived segments.
-names=$(find "$repo/wal/00000001" -name '*.zst' -printf '%f\n' | sed 's/\.zst$//' | grep -E '^[0-9A-F]{24}$' | sort | head -n "$segments")
+names=$(find "$repo/wal/00000001" -name '*.zst' -printf '%f\n' | sed 's/\.zst$//' | grep -E '^[0-9A-F]{24}$' | sort | sed -n "1,${segments}p")
 count=$(echo "$names" | wc -l)
 get_loop() { # directory restore_command
   as_server mkdir -p "$1/pg_wal/archive_status"

@@ -121,6 +121,7 @@ export async function runArchiveDaemon(options: DaemonOptions): Promise<void> {
           return `error USAGE: unknown request ${verb}`;
       }
     } catch (err) {
+      log.warn({ request: line, err: oneLine(err) }, 'request failed');
       return `error ${oneLine(err)}`;
     }
   };
