@@ -848,5 +848,6 @@ module.exports.parsePageHeader = nativeBinding.parsePageHeader
 module.exports.readFrameHeader = nativeBinding.readFrameHeader
 module.exports.scanAndIdentifyExtents = nativeBinding.scanAndIdentifyExtents
 module.exports.scanExtents = nativeBinding.scanExtents
+module.exports.summarizeWalSegment = nativeBinding.summarizeWalSegment
 module.exports.verifyChecksums = nativeBinding.verifyChecksums
 module.exports.verifyPage = nativeBinding.verifyPage

@@ -112,6 +112,14 @@ export interface ScannedChunk {
 }
 
 /**
+ * Reads one whole WAL segment and summarises it: records, where valid WAL ends and why,
+ * transaction ends, restore points, checkpoints, block references per relation fork, relation
+ * creations, truncations and drops, database creations and drops. WAL_INVALID when the first
+ * page does not begin the segment `context` describes.
+ */
+export declare function summarizeWalSegment(bytes: Buffer, context: WalSegmentContext): Promise<WalSegmentSummary>
+
+/**
  * Checksum failures among the pages of `buffer` (first page = relation block `first_block`),
  * skipping new pages and pages whose LSN is at or past `skip_from_lsn`.
  */
@@ -119,3 +127,161 @@ export declare function verifyChecksums(buffer: Buffer, firstBlock: number, skip
 
 /** PageIsVerified for one page. */
 export declare function verifyPage(page: Uint8Array, block: number, checksums: boolean): PageCheck
+
+export interface WalCheckpoint {
+  lsn: bigint
+  redo: bigint
+  timeline: number
+  prevTimeline: number
+  online: boolean
+  timeUs: number
+}
+
+export interface WalDatabaseCreate {
+  lsn: bigint
+  dbOid: number
+  spcOid: number
+  /** file-copy (no block references follow) | wal-log (every block follows in WAL) */
+  strategy: string
+  sourceDbOid?: number
+  sourceSpcOid?: number
+}
+
+export interface WalDatabaseDrop {
+  lsn: bigint
+  dbOid: number
+  spcOids: Array<number>
+}
+
+export interface WalOverwrittenContrecord {
+  lsn: bigint
+  overwrittenLsn: bigint
+  timeUs: number
+}
+
+export interface WalRelationBlocks {
+  spcOid: number
+  dbOid: number
+  relNumber: number
+  /** 0 main, 1 fsm, 2 vm, 3 init. */
+  fork: number
+  /** Pairs [first, end) of block ranges: sorted, disjoint. */
+  ranges: Uint32Array
+  /** Distinct blocks in `ranges`. */
+  blocks: number
+}
+
+export interface WalRelationCreate {
+  lsn: bigint
+  spcOid: number
+  dbOid: number
+  relNumber: number
+  fork: number
+}
+
+export interface WalRelationDrop {
+  lsn: bigint
+  xid: number
+  /** commit (dropped) | abort (created, then rolled back) | commit-prepared | abort-prepared */
+  kind: string
+  spcOid: number
+  dbOid: number
+  relNumber: number
+}
+
+export interface WalRelationTruncate {
+  lsn: bigint
+  spcOid: number
+  dbOid: number
+  relNumber: number
+  /** The relation's new length in blocks. */
+  blocks: number
+  /** SMGR_TRUNCATE_HEAP 1 (main fork), _VM 2, _FSM 4. */
+  flags: number
+}
+
+export interface WalRestorePoint {
+  lsn: bigint
+  name: string
+  timeUs: number
+}
+
+export interface WalRmgrCount {
+  rmid: number
+  name: string
+  records: number
+  bytes: number
+  fpi: number
+  fpiBytes: number
+}
+
+export interface WalSegmentContext {
+  /** `wal_segment_size` in bytes; the buffer must be exactly this long. */
+  segmentSize: number
+  /** 14..18: selects the page magic and record formats. */
+  pgMajor: number
+  /** Timeline of the file name. */
+  timeline: number
+  /** Segment number of the file name (the segment starts at segmentNo * segmentSize). */
+  segmentNo: bigint
+  /** Checked against the long page header when given. */
+  systemIdentifier?: bigint
+}
+
+export interface WalSegmentSummary {
+  pgMajor: number
+  startLsn: bigint
+  segmentSize: number
+  firstPageTimeline: number
+  systemIdentifier: bigint
+  continuedFromPrevious: boolean
+  records: number
+  firstRecordLsn?: bigint
+  lastRecordLsn?: bigint
+  endLsn: bigint
+  /** segment-end | continues | switch | zeros | invalid-page | invalid-record | crc */
+  endReason: string
+  endDetail?: string
+  continuedRecordLsn?: bigint
+  switchLsn?: bigint
+  rmgrs: Array<WalRmgrCount>
+  types: Array<WalTypeCount>
+  blockReferences: number
+  fullPageImages: number
+  relations: Array<WalRelationBlocks>
+  transactions: Array<WalTransaction>
+  restorePoints: Array<WalRestorePoint>
+  checkpoints: Array<WalCheckpoint>
+  creations: Array<WalRelationCreate>
+  truncations: Array<WalRelationTruncate>
+  droppedRelations: Array<WalRelationDrop>
+  databaseCreates: Array<WalDatabaseCreate>
+  databaseDrops: Array<WalDatabaseDrop>
+  abortedRecords: Array<bigint>
+  overwrittenContrecords: Array<WalOverwrittenContrecord>
+  unhandledSpecialUpdates: Array<bigint>
+  undecoded: Array<WalUndecoded>
+}
+
+export interface WalTransaction {
+  lsn: bigint
+  /** commit | abort | prepare | commit-prepared | abort-prepared */
+  kind: string
+  xid: number
+  /** Microseconds since the Unix epoch. */
+  timeUs: number
+}
+
+export interface WalTypeCount {
+  rmid: number
+  /** `xl_info & 0xF0`. */
+  info: number
+  /** `Rmgr/TYPE` as pg_waldump names it, e.g. `Heap/INSERT`. */
+  name?: string
+  records: number
+}
+
+export interface WalUndecoded {
+  lsn: bigint
+  detail: string
+}

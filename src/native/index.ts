@@ -6,10 +6,10 @@
  *
  * Buffers passed to an async call are read in place, not copied: do not modify them until the
  * promise settles. LSNs are bigints. Errors are PgfError with the core's code (BUFFER_LENGTH,
- * INVALID_ARGUMENT, FRAME_CORRUPT, FRAME_TRUNCATED, FRAME_VERSION, COMPRESSION).
+ * INVALID_ARGUMENT, FRAME_CORRUPT, FRAME_TRUNCATED, FRAME_VERSION, COMPRESSION, WAL_INVALID).
  */
 import { PgfError } from '../errors/index.js';
-import type { ScannedChunk } from './binding.js';
+import type { ScannedChunk, WalSegmentSummary as NativeWalSegmentSummary } from './binding.js';
 import { binding, call, callAsync } from './load.js';
 
 /** PostgreSQL's BLCKSZ; the only page size pgforever reads. */
@@ -286,4 +286,108 @@ export async function compressExtents(chunk: Buffer, extents: readonly number[],
  */
 export async function decompressFrames(frames: readonly Buffer[]): Promise<Buffer[]> {
   return split(await callAsync(() => binding.decompressFrames([...frames])));
+}
+
+/** What the caller knows about a WAL segment before reading it: its file name and the cluster's settings. */
+export interface WalSegmentContext {
+  /** wal_segment_size in bytes; the buffer must be exactly this long. */
+  segmentSize: number;
+  /** PostgreSQL major version, 14..18: selects the page magic and the record formats. */
+  pgMajor: number;
+  /** Timeline of the file name (pages may carry a lower one on a new timeline's first segment, never a higher one). */
+  timeline: number;
+  /** Segment number of the file name: the segment starts at segmentNo * segmentSize. */
+  segmentNo: bigint;
+  /** The cluster's system identifier (decimal string or bigint); checked against the long page header when given. */
+  systemIdentifier?: string | bigint;
+}
+
+/**
+ * Why reading a segment stopped. `segment-end`, `continues` (the last record runs into the next segment) and
+ * `switch` (the rest is padding) mean the WAL is complete; `zeros` (not written yet: a .partial, or the
+ * current segment), `invalid-page`, `invalid-record` and `crc` mean valid WAL ends early at `endLsn`.
+ */
+export type WalEndReason = 'segment-end' | 'continues' | 'switch' | 'zeros' | 'invalid-page' | 'invalid-record' | 'crc';
+export type WalTransactionKind = 'commit' | 'abort' | 'prepare' | 'commit-prepared' | 'abort-prepared';
+
+/** A relation fork as PostgreSQL names its files: pg_tblspc/<spcOid> (1663 base, 1664 global), <dbOid>, <relNumber>. */
+export interface WalRelation {
+  spcOid: number;
+  dbOid: number;
+  relNumber: number;
+}
+
+/**
+ * What one WAL segment holds. LSNs are bigints; `timeUs` values are microseconds since the Unix epoch
+ * (`new Date(timeUs / 1000)`); forks are 0 main, 1 fsm, 2 vm, 3 init.
+ */
+export interface WalSegmentSummary
+  extends Omit<NativeWalSegmentSummary, 'systemIdentifier' | 'endReason' | 'transactions' | 'droppedRelations' | 'databaseCreates'> {
+  /** From the long page header, as a decimal string like the repository's. */
+  systemIdentifier: string;
+  /** End of valid WAL: the segment's end, the end of the XLOG_SWITCH record, or where the first unreadable record starts. */
+  endLsn: bigint;
+  endReason: WalEndReason;
+  /** For `continues`: the record that runs into the next segment. */
+  continuedRecordLsn?: bigint;
+  /** The XLOG_SWITCH record, if any: everything after `endLsn` is padding. */
+  switchLsn?: bigint;
+  /**
+   * Distinct blocks referenced per relation fork. `ranges` holds pairs [first, end) (end exclusive), sorted and
+   * disjoint. Together with creations, truncations, dropped relations and database creates/drops, this is what a
+   * block-level incremental backup needs; `unhandledSpecialUpdates` lists records that change relation files in
+   * ways this summary does not decode (tablespace records, custom rmgrs).
+   */
+  relations: NativeWalSegmentSummary['relations'];
+  transactions: Array<{ lsn: bigint; kind: WalTransactionKind; xid: number; timeUs: number }>;
+  droppedRelations: Array<WalRelation & { lsn: bigint; xid: number; kind: WalTransactionKind }>;
+  databaseCreates: Array<{
+    lsn: bigint;
+    dbOid: number;
+    spcOid: number;
+    /** file-copy: the template's files were copied without block references; wal-log: every block follows in WAL. */
+    strategy: 'file-copy' | 'wal-log';
+    sourceDbOid?: number;
+    sourceSpcOid?: number;
+  }>;
+}
+
+/**
+ * Reads one whole WAL segment (PostgreSQL 14..18) and summarises it: records per rmgr and type, where valid WAL
+ * ends and why, transaction ends with their times, restore points, checkpoints, block references per relation
+ * fork, relation creations, truncations and drops, database creations and drops. Every record's CRC-32C is
+ * checked; a bad record ends valid WAL (see `endReason`) rather than failing. Rejects with WAL_INVALID when the
+ * buffer is not a whole segment or its first page cannot begin the segment `context` describes (magic of
+ * another version, other system identifier, segment size, page address or a higher timeline), and with
+ * INVALID_ARGUMENT for an unsupported version or segment size.
+ */
+export async function summarizeWalSegment(segment: Buffer, context: WalSegmentContext): Promise<WalSegmentSummary> {
+  requireInteger('timeline', context.timeline, 1, 0xffffffff);
+  requireInteger('pgMajor', context.pgMajor, 0, 0xffffffff);
+  requireInteger('segmentSize', context.segmentSize, 0, 0xffffffff);
+  let systemIdentifier: bigint | undefined;
+  if (context.systemIdentifier !== undefined) {
+    try {
+      systemIdentifier = BigInt(context.systemIdentifier);
+    } catch {
+      throw new PgfError('INVALID_ARGUMENT', `systemIdentifier must be a decimal integer, got ${String(context.systemIdentifier)}`);
+    }
+  }
+  const native = await callAsync(() =>
+    binding.summarizeWalSegment(segment, {
+      segmentSize: context.segmentSize,
+      pgMajor: context.pgMajor,
+      timeline: context.timeline,
+      segmentNo: context.segmentNo,
+      systemIdentifier,
+    }),
+  );
+  return {
+    ...native,
+    systemIdentifier: native.systemIdentifier.toString(),
+    endReason: native.endReason as WalEndReason,
+    transactions: native.transactions.map((t) => ({ ...t, kind: t.kind as WalTransactionKind })),
+    droppedRelations: native.droppedRelations.map((d) => ({ ...d, kind: d.kind as WalTransactionKind })),
+    databaseCreates: native.databaseCreates.map((d) => ({ ...d, strategy: d.strategy as 'file-copy' | 'wal-log' })),
+  };
 }
