@@ -64,6 +64,12 @@ export interface FrameHeader {
   rawCrc32c: number
 }
 
+/**
+ * Every valid record of one whole WAL segment with its block references, column by column
+ * (for tools and tests; archive-push wants `summarize_wal_segment`).
+ */
+export declare function listWalRecords(bytes: Buffer, context: WalSegmentContext): Promise<WalRecordList>
+
 export interface PageCheck {
   /** valid | all-zero | new-not-zero | bad-header | checksum-mismatch */
   verdict: string
@@ -158,6 +164,39 @@ export interface WalOverwrittenContrecord {
   overwrittenLsn: bigint
   timeUs: number
 }
+
+/**
+ * The records of a segment, column by column: record `i`'s block references are entries
+ * `blockStart[i]..blockStart[i + 1]` of the `block*` columns.
+ */
+export interface WalRecordList {
+  lsn: BigUint64Array
+  prev: BigUint64Array
+  totLen: Uint32Array
+  /** Bytes of full-page images in the record. */
+  fpiLen: Uint32Array
+  xid: Uint32Array
+  rmid: Uint8Array
+  info: Uint8Array
+  blockStart: Uint32Array
+  blockId: Uint8Array
+  blockSpcOid: Uint32Array
+  blockDbOid: Uint32Array
+  blockRelNumber: Uint32Array
+  blockFork: Uint8Array
+  blockNumber: Uint32Array
+  /** 1 where the block reference carries a full-page image. */
+  blockImage: Uint8Array
+  endLsn: bigint
+  endReason: string
+  endDetail?: string
+}
+
+/**
+ * pg_waldump's name of a record type (`Rmgr/TYPE`, e.g. `Heap/INSERT`) from `xl_rmid` and
+ * `xl_info`; null where PostgreSQL would print UNKNOWN.
+ */
+export declare function walRecordTypeName(pgMajor: number, rmid: number, info: number): string | null
 
 export interface WalRelationBlocks {
   spcOid: number

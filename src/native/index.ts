@@ -362,6 +362,19 @@ export interface WalSegmentSummary
  * INVALID_ARGUMENT for an unsupported version or segment size.
  */
 export async function summarizeWalSegment(segment: Buffer, context: WalSegmentContext): Promise<WalSegmentSummary> {
+  const nativeContext = nativeWalContext(context);
+  const native = await callAsync(() => binding.summarizeWalSegment(segment, nativeContext));
+  return {
+    ...native,
+    systemIdentifier: native.systemIdentifier.toString(),
+    endReason: native.endReason as WalEndReason,
+    transactions: native.transactions.map((t) => ({ ...t, kind: t.kind as WalTransactionKind })),
+    droppedRelations: native.droppedRelations.map((d) => ({ ...d, kind: d.kind as WalTransactionKind })),
+    databaseCreates: native.databaseCreates.map((d) => ({ ...d, strategy: d.strategy as 'file-copy' | 'wal-log' })),
+  };
+}
+
+function nativeWalContext(context: WalSegmentContext) {
   requireInteger('timeline', context.timeline, 1, 0xffffffff);
   requireInteger('pgMajor', context.pgMajor, 0, 0xffffffff);
   requireInteger('segmentSize', context.segmentSize, 0, 0xffffffff);
@@ -373,21 +386,79 @@ export async function summarizeWalSegment(segment: Buffer, context: WalSegmentCo
       throw new PgfError('INVALID_ARGUMENT', `systemIdentifier must be a decimal integer, got ${String(context.systemIdentifier)}`);
     }
   }
-  const native = await callAsync(() =>
-    binding.summarizeWalSegment(segment, {
-      segmentSize: context.segmentSize,
-      pgMajor: context.pgMajor,
-      timeline: context.timeline,
-      segmentNo: context.segmentNo,
-      systemIdentifier,
-    }),
-  );
   return {
-    ...native,
-    systemIdentifier: native.systemIdentifier.toString(),
-    endReason: native.endReason as WalEndReason,
-    transactions: native.transactions.map((t) => ({ ...t, kind: t.kind as WalTransactionKind })),
-    droppedRelations: native.droppedRelations.map((d) => ({ ...d, kind: d.kind as WalTransactionKind })),
-    databaseCreates: native.databaseCreates.map((d) => ({ ...d, strategy: d.strategy as 'file-copy' | 'wal-log' })),
+    segmentSize: context.segmentSize,
+    pgMajor: context.pgMajor,
+    timeline: context.timeline,
+    segmentNo: context.segmentNo,
+    systemIdentifier,
   };
+}
+
+export interface WalBlockReference extends WalRelation {
+  /** Block reference id within the record (0..32). */
+  id: number;
+  fork: number;
+  block: number;
+  /** The reference carries a full-page image. */
+  image: boolean;
+}
+
+/** One record as pg_waldump shows it. */
+export interface WalRecordInfo {
+  lsn: bigint;
+  prev: bigint;
+  /** xl_tot_len (pg_waldump's "tot"; its "rec" is totLen - fpiLen). */
+  totLen: number;
+  fpiLen: number;
+  xid: number;
+  rmid: number;
+  info: number;
+  /** `Rmgr/TYPE` as pg_waldump names it (e.g. `Heap/INSERT`), null where it prints UNKNOWN. */
+  type: string | null;
+  blocks: WalBlockReference[];
+}
+
+/**
+ * Every valid record of one whole WAL segment with its block references, and where valid WAL ends (the same rules
+ * and errors as `summarizeWalSegment`). For tools and tests: archive-push wants the summary.
+ */
+export async function listWalRecords(
+  segment: Buffer,
+  context: WalSegmentContext,
+): Promise<{ records: WalRecordInfo[]; endLsn: bigint; endReason: WalEndReason; endDetail?: string }> {
+  const nativeContext = nativeWalContext(context);
+  const list = await callAsync(() => binding.listWalRecords(segment, nativeContext));
+  const names = new Map<number, string | null>();
+  const typeName = (rmid: number, info: number) => {
+    const key = rmid * 256 + info;
+    if (!names.has(key)) names.set(key, binding.walRecordTypeName(context.pgMajor, rmid, info));
+    return names.get(key)!;
+  };
+  const records = Array.from(list.lsn, (lsn, i): WalRecordInfo => {
+    const blocks: WalBlockReference[] = [];
+    for (let b = list.blockStart[i]!; b < list.blockStart[i + 1]!; b++) {
+      blocks.push({
+        id: list.blockId[b]!,
+        spcOid: list.blockSpcOid[b]!,
+        dbOid: list.blockDbOid[b]!,
+        relNumber: list.blockRelNumber[b]!,
+        fork: list.blockFork[b]!,
+        block: list.blockNumber[b]!,
+        image: list.blockImage[b] === 1,
+      });
+    }
+    return {
+      lsn,
+      prev: list.prev[i]!,
+      totLen: list.totLen[i]!,
+      fpiLen: list.fpiLen[i]!,
+      xid: list.xid[i]!,
+      rmid: list.rmid[i]!,
+      info: list.info[i]!,
+      type: typeName(list.rmid[i]!, list.info[i]!),
+      blocks,
+    };
+  });
+  return { records, endLsn: list.endLsn, endReason: list.endReason as WalEndReason, endDetail: list.endDetail };
 }

@@ -392,6 +392,157 @@ impl Task for SummarizeWal {
     }
 }
 
+/// The records of a segment, column by column: record `i`'s block references are entries
+/// `blockStart[i]..blockStart[i + 1]` of the `block*` columns.
+#[napi(object)]
+pub struct WalRecordList {
+    pub lsn: BigUint64Array,
+    pub prev: BigUint64Array,
+    pub tot_len: Uint32Array,
+    /// Bytes of full-page images in the record.
+    pub fpi_len: Uint32Array,
+    pub xid: Uint32Array,
+    pub rmid: Uint8Array,
+    pub info: Uint8Array,
+    pub block_start: Uint32Array,
+    pub block_id: Uint8Array,
+    pub block_spc_oid: Uint32Array,
+    pub block_db_oid: Uint32Array,
+    pub block_rel_number: Uint32Array,
+    pub block_fork: Uint8Array,
+    pub block_number: Uint32Array,
+    /// 1 where the block reference carries a full-page image.
+    pub block_image: Uint8Array,
+    pub end_lsn: BigInt,
+    pub end_reason: String,
+    pub end_detail: Option<String>,
+}
+
+#[derive(Default)]
+pub struct RecordColumns {
+    lsn: Vec<u64>,
+    prev: Vec<u64>,
+    tot_len: Vec<u32>,
+    fpi_len: Vec<u32>,
+    xid: Vec<u32>,
+    rmid: Vec<u8>,
+    info: Vec<u8>,
+    block_start: Vec<u32>,
+    block_id: Vec<u8>,
+    block_spc: Vec<u32>,
+    block_db: Vec<u32>,
+    block_rel: Vec<u32>,
+    block_fork: Vec<u8>,
+    block_number: Vec<u32>,
+    block_image: Vec<u8>,
+    end: Option<wal::EndOfWal>,
+}
+
+pub struct ListWal {
+    bytes: Buffer,
+    context: SegmentContext,
+}
+
+impl Task for ListWal {
+    type Output = RecordColumns;
+    type JsValue = WalRecordList;
+
+    fn compute(&mut self) -> Result<Self::Output> {
+        let mut reader = wal::SegmentReader::new(&self.bytes, &self.context).map_err(to_napi)?;
+        let mut c = RecordColumns::default();
+        for record in reader.by_ref() {
+            c.lsn.push(record.lsn);
+            c.prev.push(record.prev);
+            c.tot_len.push(record.tot_len);
+            c.fpi_len.push(record.fpi_len());
+            c.xid.push(record.xid);
+            c.rmid.push(record.rmid);
+            c.info.push(record.info);
+            c.block_start.push(count(c.block_id.len() as u64));
+            for block in &record.blocks {
+                c.block_id.push(block.id);
+                c.block_spc.push(block.locator.spc);
+                c.block_db.push(block.locator.db);
+                c.block_rel.push(block.locator.rel);
+                c.block_fork.push(block.fork);
+                c.block_number.push(block.block);
+                c.block_image.push(u8::from(block.image.is_some()));
+            }
+        }
+        c.block_start.push(count(c.block_id.len() as u64));
+        c.end = reader.end().cloned();
+        Ok(c)
+    }
+
+    fn resolve(&mut self, _env: Env, c: Self::Output) -> Result<Self::JsValue> {
+        let end = c.end.unwrap_or(wal::EndOfWal {
+            lsn: self.context.start_lsn(),
+            reason: wal::EndReason::InvalidRecord,
+            detail: None,
+            continued_record: None,
+        });
+        Ok(WalRecordList {
+            lsn: BigUint64Array::new(c.lsn),
+            prev: BigUint64Array::new(c.prev),
+            tot_len: Uint32Array::new(c.tot_len),
+            fpi_len: Uint32Array::new(c.fpi_len),
+            xid: Uint32Array::new(c.xid),
+            rmid: Uint8Array::new(c.rmid),
+            info: Uint8Array::new(c.info),
+            block_start: Uint32Array::new(c.block_start),
+            block_id: Uint8Array::new(c.block_id),
+            block_spc_oid: Uint32Array::new(c.block_spc),
+            block_db_oid: Uint32Array::new(c.block_db),
+            block_rel_number: Uint32Array::new(c.block_rel),
+            block_fork: Uint8Array::new(c.block_fork),
+            block_number: Uint32Array::new(c.block_number),
+            block_image: Uint8Array::new(c.block_image),
+            end_lsn: lsn(end.lsn),
+            end_reason: end.reason.as_str().to_owned(),
+            end_detail: end.detail,
+        })
+    }
+}
+
+fn segment_context(context: &WalSegmentContext) -> Result<SegmentContext> {
+    let system_identifier = match context.system_identifier.as_ref() {
+        Some(id) => Some(lsn_arg(id, "systemIdentifier")?),
+        None => None,
+    };
+    let segment_no = lsn_arg(&context.segment_no, "segmentNo")?;
+    if context.timeline == 0 {
+        return Err(invalid_argument("timeline must be at least 1"));
+    }
+    Ok(SegmentContext {
+        segment_size: context.segment_size,
+        pg_major: context.pg_major,
+        timeline: context.timeline,
+        segment_no,
+        system_identifier,
+    })
+}
+
+/// Every valid record of one whole WAL segment with its block references, column by column
+/// (for tools and tests; archive-push wants `summarize_wal_segment`).
+#[napi(ts_return_type = "Promise<WalRecordList>")]
+pub fn list_wal_records(bytes: Buffer, context: WalSegmentContext) -> Result<AsyncTask<ListWal>> {
+    Ok(AsyncTask::new(ListWal {
+        bytes,
+        context: segment_context(&context)?,
+    }))
+}
+
+/// pg_waldump's name of a record type (`Rmgr/TYPE`, e.g. `Heap/INSERT`) from `xl_rmid` and
+/// `xl_info`; null where PostgreSQL would print UNKNOWN.
+#[napi]
+pub fn wal_record_type_name(pg_major: u32, rmid: u32, info: u32) -> Option<String> {
+    let rmid = u8::try_from(rmid).ok()?;
+    let info = u8::try_from(info).ok()?;
+    let rmgr = wal::rmgr_name(rmid)?;
+    let kind = wal::record_type_name(pg_major, rmid, info)?;
+    Some(format!("{rmgr}/{kind}"))
+}
+
 /// Reads one whole WAL segment and summarises it: records, where valid WAL ends and why,
 /// transaction ends, restore points, checkpoints, block references per relation fork, relation
 /// creations, truncations and drops, database creations and drops. WAL_INVALID when the first
@@ -401,22 +552,8 @@ pub fn summarize_wal_segment(
     bytes: Buffer,
     context: WalSegmentContext,
 ) -> Result<AsyncTask<SummarizeWal>> {
-    let system_identifier = match context.system_identifier.as_ref() {
-        Some(id) => Some(lsn_arg(id, "systemIdentifier")?),
-        None => None,
-    };
-    let segment_no = lsn_arg(&context.segment_no, "segmentNo")?;
-    if context.timeline == 0 {
-        return Err(invalid_argument("timeline must be at least 1"));
-    }
     Ok(AsyncTask::new(SummarizeWal {
         bytes,
-        context: SegmentContext {
-            segment_size: context.segment_size,
-            pg_major: context.pg_major,
-            timeline: context.timeline,
-            segment_no,
-            system_identifier,
-        },
+        context: segment_context(&context)?,
     }))
 }
