@@ -41,7 +41,7 @@ try {
   }
   const storage = new S3Storage({ bucket: 'bench', prefix: 'repo', endpoint, accessKeyId: 'x', secretAccessKey: 'y' });
   const repo = await Repository.init(storage, { systemIdentifier: '1', pgMajor: 17, walSegmentSize: 16 << 20, blockSize: 8192, compressLevel: 3 });
-  const index = await repo.loadIndex();
+  const index = await repo.loadIndex({ forReuse: true });
   const writer = repo.packWriter(index);
   // Extents that compress about 3x, like real table data rather than pgbench filler.
   const chunkBytes = 8 << 20;
@@ -59,7 +59,7 @@ try {
   await repo.recordIndex(await writer.finish());
   const writeSeconds = (Date.now() - t) / 1000;
   const afterWrite = { ...storage.stats };
-  const reader = repo.extentReader(await repo.loadIndex(), { parallel: 4 });
+  const reader = repo.extentReader(await repo.loadIndex({ forReuse: true }), { parallel: 4 });
   t = Date.now();
   for (let i = 0; i < ids.length; i += 64) await reader.fetch(ids.slice(i, i + 64));
   const readSeconds = (Date.now() - t) / 1000;

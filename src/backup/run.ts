@@ -17,10 +17,12 @@ import { ServerConnection } from '../pg/server.js';
 import { checkArchiving, checkBackupPrivileges, checkDataDirectory } from '../pg/preflight.js';
 import { formatLsn, parseLsn, walSegmentName } from '../pg/lsn.js';
 import { openStorage } from '../storage/index.js';
-import { Repository, acquireLease, keys, type BackupManifest, type ManifestFile } from '../repo/index.js';
+import { Repository, acquireLease, keys, waitForNoLease, type BackupManifest, type ManifestFile } from '../repo/index.js';
 import { listDataFiles, type DataEntry } from './files.js';
 import { backupFile, type ParentFile } from './file.js';
 import { chooseDetection, parseTimelineHistory, type Detection, type TimelineSwitch } from './detection.js';
+import { loadWalFile } from '../wal/repository.js';
+import { parseWalFileName } from '../wal/names.js';
 
 export interface BackupRequest {
   full: boolean;
@@ -70,7 +72,8 @@ async function timelineHistory(repo: Repository, pgdata: string, timeline: numbe
   if (timeline === 1) return [];
   const name = `${timelineHex(timeline)}.history`;
   const text = await readFile(join(pgdata, 'pg_wal', name), 'utf8').catch(async () => {
-    const stored = await repo.storage.read(keys.timelineHistory(timelineHex(timeline))).catch(() => undefined);
+    const file = parseWalFileName(name);
+    const stored = file && (await loadWalFile(repo, file));
     return stored?.toString('utf8');
   });
   return text === undefined ? [] : parseTimelineHistory(text);
@@ -139,8 +142,10 @@ export async function runBackup(
     const repo = await Repository.open(storage, { systemIdentifier: info.systemIdentifier });
     const lease = await acquireLease(storage, 'backup', { command: 'backup' });
     try {
+      // A sweep deleting unreferenced objects must not overlap the index load and the reuse below.
+      await waitForNoLease(storage, 'sweep', 10 * 60_000);
       const backupIds = await repo.listBackups();
-      const index = await repo.loadIndex();
+      const index = await repo.loadIndex({ forReuse: true });
 
       const start = await server.backupStart(request.label ?? 'pgforever', true);
       const id = backupIdAt(start.time);

@@ -74,7 +74,7 @@ export class ExtentIndex {
     return this.packIds;
   }
 
-  private slotOf(id: Buffer): { slot: number; found: boolean } {
+  private locate(id: Buffer): { slot: number; found: boolean } {
     const k0 = id.readBigUInt64LE(0);
     const k1 = id.readBigUInt64LE(8);
     let slot = id.readUInt32LE(0) & this.table.mask;
@@ -86,18 +86,18 @@ export class ExtentIndex {
   }
 
   has(id: Buffer): boolean {
-    return this.slotOf(id).found;
+    return this.locate(id).found;
   }
 
   get(id: Buffer): ExtentLocation | undefined {
-    const { slot, found } = this.slotOf(id);
+    const { slot, found } = this.locate(id);
     if (!found) return undefined;
     return { pack: this.packIds[this.table.pack[slot]! - 1]!, offset: this.table.offset[slot]!, length: this.table.length[slot]!, rawLength: this.table.rawLength[slot]! };
   }
 
   add(entry: IndexEntry): void {
     if ((this.count + 1) > (this.table.mask + 1) * maxLoad) this.grow();
-    const { slot, found } = this.slotOf(entry.id);
+    const { slot, found } = this.locate(entry.id);
     if (found) return;
     let packNumber = this.packNumbers.get(entry.pack);
     if (packNumber === undefined) {
@@ -112,6 +112,29 @@ export class ExtentIndex {
     this.table.length[slot] = entry.length;
     this.table.rawLength[slot] = entry.rawLength;
     this.count += 1;
+  }
+
+  /** Slot of a stored id (stable until the next add), or -1: lets a caller keep one mark per extent in a parallel array. */
+  slotOf(id: Buffer): number {
+    const { slot, found } = this.locate(id);
+    return found ? slot : -1;
+  }
+
+  /** Number of slots: the length of an array indexed by `slotOf`. */
+  get slotCount(): number {
+    return this.table.pack.length;
+  }
+
+  /** Every stored extent with its slot; the id is its 16-byte prefix (enough to find it again). */
+  *entries(): Generator<{ slot: number; idPrefix: Buffer } & ExtentLocation> {
+    for (let slot = 0; slot < this.table.pack.length; slot++) {
+      const pack = this.table.pack[slot]!;
+      if (pack === 0) continue;
+      const idPrefix = Buffer.alloc(16);
+      idPrefix.writeBigUInt64LE(this.table.keys[slot * 2]!, 0);
+      idPrefix.writeBigUInt64LE(this.table.keys[slot * 2 + 1]!, 8);
+      yield { slot, idPrefix, pack: this.packIds[pack - 1]!, offset: this.table.offset[slot]!, length: this.table.length[slot]!, rawLength: this.table.rawLength[slot]! };
+    }
   }
 
   private grow(): void {
@@ -132,7 +155,6 @@ export class ExtentIndex {
       this.table.rawLength[slot] = old.rawLength[from]!;
     }
   }
-
 }
 
 /** Binary layout of an index delta: pack count, pack ids, then entries naming packs by number. */
@@ -177,13 +199,19 @@ export async function writeIndexDelta(storage: Storage, entries: readonly IndexE
   return id;
 }
 
-export async function readIndexDeltas(storage: Storage, into: ExtentIndex): Promise<Set<string>> {
+/**
+ * Adds every index delta's entries to `into`, except those in `excludedPacks`; returns the packs the
+ * deltas name and the deltas read.
+ */
+export async function readIndexDeltas(storage: Storage, into: ExtentIndex, excludedPacks: ReadonlySet<string> = new Set()): Promise<{ covered: Set<string>; deltas: string[] }> {
   const covered = new Set<string>();
+  const deltas: string[] = [];
   for await (const object of storage.list(keys.index)) {
+    deltas.push(object.key.slice(keys.index.length));
     for (const entry of decodeIndexDelta(await readSealed(storage, object.key))) {
-      into.add(entry);
       covered.add(entry.pack);
+      if (!excludedPacks.has(entry.pack)) into.add(entry);
     }
   }
-  return covered;
+  return { covered, deltas };
 }

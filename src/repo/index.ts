@@ -1,7 +1,8 @@
 export { Repository, formatVersion, type InitOptions, type RepositoryConfig } from './repository.js';
-export { ExtentIndex, type ExtentLocation, type IndexEntry } from './extent-index.js';
-export { PackWriter, type NewExtentFrame } from './packs.js';
+export { ExtentIndex, writeIndexDelta, type ExtentLocation, type IndexEntry } from './extent-index.js';
+export { PackWriter, packIdOf, readPackFooter, type NewExtentFrame } from './packs.js';
 export { ExtentReader } from './extent-reader.js';
-export { acquireLease, type Lease, type LeaseKind } from './leases.js';
+export { acquireLease, liveLeases, waitForNoLease, type Lease, type LeaseKind, type LeaseRecord } from './leases.js';
+export { condemnedPacks, deleteGcMark, readGcMarks, writeGcMark, type GcMark } from './gc-marks.js';
 export { keys } from './objects.js';
 export type { BackupManifest, ManifestDatabase, ManifestFile, ManifestTablespace } from './manifest.js';

@@ -4,6 +4,10 @@
  * whose process is gone is removed at once. A lease conflicts with live leases
  * of the same kind (two backups, or two expire runs, at once).
  *
+ * A garbage-collection sweep and a backup exclude each other across kinds: each writes its lease,
+ * then looks for the other's (`liveLeases`). Because both write before they look, at least one sees
+ * the other: the sweep then defers, and the backup waits for the sweep's lease to go.
+ *
  * Acquiring writes our lease first and then lists: of two racing processes each sees the other's
  * lease, and the one whose lease sorts later (by time, then name) backs off, so at most one wins and
  * neither depends on atomic rename or conditional writes (which not every S3 service has).
@@ -14,7 +18,7 @@ import { PgfError } from '../errors/index.js';
 import type { Storage } from '../storage/index.js';
 import { keys } from './objects.js';
 
-export type LeaseKind = 'backup' | 'expire';
+export type LeaseKind = 'backup' | 'expire' | 'sweep';
 
 export interface LeaseRecord {
   kind: LeaseKind;
@@ -61,6 +65,24 @@ function orphaned(lease: LeaseRecord): boolean {
 
 function describe(lease: LeaseRecord): string {
   return `${lease.command} (pid ${lease.pid} on ${lease.host}, since ${lease.since}, lease until ${lease.expiresAt})`;
+}
+
+/** Live leases of `kind` held by others than `except` (a lease name). */
+export async function liveLeases(storage: Storage, kind: LeaseKind, except?: string): Promise<LeaseRecord[]> {
+  return (await readLeases(storage)).filter((l) => l.kind === kind && l.name !== except && Date.parse(l.expiresAt) > Date.now() && !orphaned(l));
+}
+
+/** Waits until no other holder has a live lease of `kind`, polling; REPO_LOCKED past the deadline. */
+export async function waitForNoLease(storage: Storage, kind: LeaseKind, deadlineMs: number, pollMs = 250): Promise<void> {
+  const until = Date.now() + deadlineMs;
+  for (;;) {
+    const live = await liveLeases(storage, kind);
+    if (live.length === 0) return;
+    if (Date.now() >= until) {
+      throw new PgfError('REPO_LOCKED', `a ${kind} still runs after ${Math.round(deadlineMs / 1000)} s: ${describe(live[0]!)}; try again when it has finished`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
+  }
 }
 
 export async function acquireLease(storage: Storage, kind: LeaseKind, options: LeaseOptions): Promise<Lease> {

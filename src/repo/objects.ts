@@ -25,6 +25,8 @@ export const keys = {
   walTimeline: (timeline: string) => `wal/${timeline}/`,
   timelineHistory: (timeline: string) => `wal/${timeline}.history`,
   wal: 'wal/',
+  gcMark: (id: string) => `gc/${id}`,
+  gcMarks: 'gc/',
 } as const;
 
 /** Stored content compresses well and is small (lists, indexes, manifests): a middling level. */

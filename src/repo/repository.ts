@@ -11,6 +11,7 @@ import { listBackupIds, readManifest, writeManifest, type BackupManifest } from 
 import { keys, readSealed, seal } from './objects.js';
 import { PackWriter, packIdOf, readPackFooter, type PackWriterOptions } from './packs.js';
 import { ExtentReader } from './extent-reader.js';
+import { condemnedPacks } from './gc-marks.js';
 
 export const formatVersion = 1;
 
@@ -103,16 +104,27 @@ export class Repository {
   /**
    * The index of stored extents: every index delta, plus the footers of packs no delta names yet
    * (left by a backup that was interrupted after uploading them), so their extents are reused.
+   * `forReuse` (backups) leaves out packs a garbage-collection mark condemns: a backup must upload
+   * its own copy rather than reference an extent that a sweep may delete.
    */
-  async loadIndex(): Promise<ExtentIndex> {
+  async loadIndex(options: { forReuse: boolean }): Promise<ExtentIndex> {
+    return (await this.loadIndexWithSources(options)).index;
+  }
+
+  /** The index and where it came from: the deltas read and the packs they name. */
+  async loadIndexWithSources(options: { forReuse: boolean }): Promise<{ index: ExtentIndex; deltas: string[]; unindexedPacks: string[] }> {
+    const excluded = options.forReuse ? await condemnedPacks(this.storage) : new Set<string>();
     const index = new ExtentIndex();
-    const covered = await readIndexDeltas(this.storage, index);
+    const { covered, deltas } = await readIndexDeltas(this.storage, index, excluded);
+    const unindexedPacks: string[] = [];
     for await (const object of this.storage.list(keys.packs)) {
       const packId = packIdOf(object.key);
       if (covered.has(packId)) continue;
+      unindexedPacks.push(packId);
+      if (excluded.has(packId)) continue;
       for (const entry of await readPackFooter(this.storage, packId, object.size)) index.add(entry);
     }
-    return index;
+    return { index, deltas, unindexedPacks };
   }
 
   packWriter(index: ExtentIndex, options: PackWriterOptions = { targetBytes: 64 * 1024 * 1024, maxInFlight: 2 }): PackWriter {

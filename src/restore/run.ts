@@ -189,7 +189,7 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
     await checkTargetArchived(repo, request.target);
     log.info({ backup: manifest.id, pgdata }, 'restore started');
 
-    const index = await repo.loadIndex();
+    const index = await repo.loadIndex({ forReuse: false });
     const reader = repo.extentReader(index, { parallel: Math.max(2, settings.processMax * 2) });
     await mkdir(pgdata, { recursive: true, mode: 0o700 });
     // A delta restore must not be startable while it is half done.

@@ -62,7 +62,7 @@ async function extents(repo: Repository, count: number) {
 
   it('round-trips extents through packs, index deltas and coalesced reads', async () => {
     const { repo } = await freshRepo();
-    const index = await repo.loadIndex();
+    const index = await repo.loadIndex({ forReuse: true });
     const writer = repo.packWriter(index, { targetBytes: 20_000, maxInFlight: 2 });
     const items = await extents(repo, 40);
     await writer.add(items);
@@ -71,7 +71,7 @@ async function extents(repo: Repository, count: number) {
     expect(writer.packsWritten).toBeGreaterThan(1);
     await repo.recordIndex(durable);
 
-    const again = await repo.loadIndex();
+    const again = await repo.loadIndex({ forReuse: true });
     expect(again.size).toBe(40);
     const reader = repo.extentReader(again, { parallel: 3 });
     const wanted = [...items].reverse();
@@ -82,17 +82,17 @@ async function extents(repo: Repository, count: number) {
 
   it('rebuilds the index from packs a killed writer left without an index delta', async () => {
     const { repo } = await freshRepo();
-    const writer = repo.packWriter(await repo.loadIndex());
+    const writer = repo.packWriter(await repo.loadIndex({ forReuse: true }));
     const items = await extents(repo, 5);
     await writer.add(items);
     await writer.finish();
-    const index = await repo.loadIndex();
+    const index = await repo.loadIndex({ forReuse: true });
     expect(items.every((i) => index.has(i.id))).toBe(true);
   });
 
   it('detects one flipped byte in a pack, a list and a manifest', async () => {
     const { storage, repo } = await freshRepo();
-    const index = await repo.loadIndex();
+    const index = await repo.loadIndex({ forReuse: true });
     const writer = repo.packWriter(index);
     const items = await extents(repo, 3);
     await writer.add(items);
@@ -110,7 +110,7 @@ async function extents(repo: Repository, count: number) {
     const packKey = packKeys[0]!;
     const pack = packKey.slice(packKey.lastIndexOf('/') + 1);
     await flip(packKey, 30);
-    const reader = repo.extentReader(await repo.loadIndex(), { parallel: 1 });
+    const reader = repo.extentReader(await repo.loadIndex({ forReuse: true }), { parallel: 1 });
     const failure = await reader.fetch([items[0]!.id]).catch((e: unknown) => e);
     expect(isPgfError(failure, 'REPO_CORRUPT')).toBe(true);
     expect((failure as Error).message).toContain(pack);
@@ -128,12 +128,12 @@ async function extents(repo: Repository, count: number) {
         [repo, a],
         [other, b],
       ].map(async ([r, items]) => {
-        const writer = (r as Repository).packWriter(await (r as Repository).loadIndex(), { targetBytes: 30_000, maxInFlight: 2 });
+        const writer = (r as Repository).packWriter(await (r as Repository).loadIndex({ forReuse: true }), { targetBytes: 30_000, maxInFlight: 2 });
         await writer.add(items as typeof a);
         await (r as Repository).recordIndex(await writer.finish());
       }),
     );
-    const index = await repo.loadIndex();
+    const index = await repo.loadIndex({ forReuse: true });
     expect(index.size).toBe(60);
     const all = [...a, ...b];
     const raws = await repo.extentReader(index, { parallel: 4 }).fetch(all.map((i) => i.id));
