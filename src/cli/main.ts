@@ -4,6 +4,8 @@ import { registerArchiveCommands } from './archive.js';
 import { registerBackupCommands } from './backup.js';
 import { registerRestoreCommands } from './restore.js';
 import { registerInfoCommands } from './info.js';
+import { registerExpireCommands } from './expire.js';
+import { registerVerifyCommands } from './verify.js';
 
 export function buildProgram(): Command {
   const program = new Command('pgforever')
@@ -15,6 +17,8 @@ export function buildProgram(): Command {
   registerArchiveCommands(program);
   registerRestoreCommands(program);
   registerInfoCommands(program);
+  registerExpireCommands(program);
+  registerVerifyCommands(program);
   return program;
 }
 

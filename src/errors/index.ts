@@ -41,6 +41,7 @@ export const errorCodes = {
   REPO_CLUSTER_MISMATCH: 1,
   REPO_CORRUPT: 1,
   REPO_LOCKED: 1,
+  VERIFY_FAILED: 1,
   // server
   PG_UNREACHABLE: 1,
   PG_PRIVILEGE: 1,
