@@ -30,14 +30,15 @@ pub use page::{
     PageHeader, LONG_HEADER_SIZE, SHORT_HEADER_SIZE, XLOG_BLCKSZ, XLP_ALL_FLAGS, XLP_BKP_REMOVABLE,
     XLP_FIRST_IS_CONTRECORD, XLP_FIRST_IS_OVERWRITE_CONTRECORD, XLP_LONG_HEADER,
 };
-pub use reader::{EndOfWal, EndReason, SegmentReader};
+pub use reader::{EndOfWal, EndReason, LeadingRecord, SegmentReader};
 pub use rmgr::{
     decode_event, record_type_name, rmgr_name, CheckpointEvent, DatabaseCreate,
     DatabaseCreateStrategy, DatabaseDrop, Event, OverwrittenContrecord, RestorePointEvent,
     SmgrCreate, SmgrTruncate, XactEvent, XactKind,
 };
 pub use summary::{
-    summarize_segment, DroppedRelation, RelationBlocks, RmgrCount, SegmentSummary, TypeCount,
+    summarize_segment, summarize_segment_with_previous, DroppedRelation, RelationBlocks, RmgrCount,
+    SegmentSummary, TypeCount,
 };
 
 use crate::error::{CoreError, ErrorCode, Result};

@@ -1,5 +1,11 @@
 //! The records of one segment, in order, reassembled across pages and checked the way
 //! `XLogReadRecord` checks them, up to the end of valid WAL.
+//!
+//! A segment usually begins with the rest of a record that started in the previous one. Alone,
+//! that record cannot be read (its header and CRC are in the previous segment), so it is skipped
+//! as `XLogFindNextRecord` does. Given the tail of the previous segment
+//! ([`SegmentReader::with_previous`]), the reader starts there and returns that record first: then
+//! every record belongs to exactly one segment, the one it ends in.
 
 use std::borrow::Cow;
 
@@ -8,6 +14,8 @@ use super::page::{PageExpectation, PageHeader, SHORT_HEADER_SIZE, XLOG_BLCKSZ};
 use super::rmgr::{RM_XLOG_ID, XLOG_SWITCH};
 use super::{format_lsn, max_align, Cursor, SegmentContext, RECORD_HEADER_SIZE};
 use crate::error::{CoreError, ErrorCode, Result};
+
+const PAGE: u64 = XLOG_BLCKSZ as u64;
 
 /// Why reading stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +71,17 @@ pub struct EndOfWal {
     pub continued_record: Option<u64>,
 }
 
+/// The record a segment begins in the middle of, if it does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeadingRecord {
+    /// The segment begins with a record (no continuation).
+    None,
+    /// Read from the previous segment's tail; the iterator returns it first.
+    Read(u64),
+    /// Skipped: its start is not available (no previous tail given, or it does not hold it).
+    Skipped(String),
+}
+
 enum Assembly {
     Done(Vec<u8>, u64),
     /// An overwrite contrecord page: read again from `self.pos`.
@@ -78,18 +97,23 @@ enum Assembly {
 /// let end = reader.end().unwrap();
 /// ```
 pub struct SegmentReader<'a> {
+    /// A page-aligned tail of the previous segment (empty when not given).
+    previous: &'a [u8],
     bytes: &'a [u8],
     pg_major: u32,
+    /// LSN of this segment's first byte.
     start: u64,
     expect: PageExpectation,
     first_page: PageHeader,
     /// Where the next record (or the page header before it) starts.
     pos: u64,
-    /// The previous record, once one was read in this segment.
+    /// The previous record, once one was read.
     prev: Option<u64>,
-    /// The validated header of the page that holds `pos` (offset in the segment).
-    page: Option<(usize, PageHeader)>,
-    continued_from_previous: bool,
+    /// Until a record was read, its prev-link must point below this.
+    prev_limit: u64,
+    /// The validated header of the page that holds `pos`, by page LSN.
+    page: Option<(u64, PageHeader)>,
+    leading: LeadingRecord,
     aborted: Vec<u64>,
     end: Option<EndOfWal>,
 }
@@ -98,6 +122,54 @@ impl<'a> SegmentReader<'a> {
     /// Checks the first page (long header) against `context`; WAL_INVALID when it does not
     /// begin the segment the context describes, or when `bytes` is not a whole segment.
     pub fn new(bytes: &'a [u8], context: &SegmentContext) -> Result<SegmentReader<'a>> {
+        let mut reader = SegmentReader::checked(bytes, context)?;
+        reader.skip_leading_continuation();
+        Ok(reader)
+    }
+
+    /// Like [`SegmentReader::new`], with `previous`: the WAL just before this segment, a whole
+    /// number of pages ending where it starts (the previous segment, a tail of it, or several
+    /// segments for records longer than one). When this segment begins in the
+    /// middle of a record that starts in `previous`, that record is read and returned first.
+    /// Anything wrong with `previous` only leaves that record skipped
+    /// ([`SegmentReader::leading_record`] says why).
+    pub fn with_previous(
+        bytes: &'a [u8],
+        context: &SegmentContext,
+        previous: &'a [u8],
+    ) -> Result<SegmentReader<'a>> {
+        if previous.len() % XLOG_BLCKSZ != 0 || previous.len() as u64 > context.start_lsn() {
+            return Err(CoreError::new(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "the WAL before a segment must be whole {XLOG_BLCKSZ}-byte pages ending where the segment starts, got {} bytes",
+                    previous.len()
+                ),
+            ));
+        }
+        let base = SegmentReader::checked(bytes, context)?;
+        let first = base.first_page;
+        if previous.is_empty() || !first.is_contrecord() || first.is_overwrite_contrecord() {
+            let mut reader = base;
+            reader.skip_leading_continuation();
+            return Ok(reader);
+        }
+        let mut reader = SegmentReader {
+            previous,
+            ..SegmentReader::checked(bytes, context)?
+        };
+        match reader.read_leading() {
+            Ok(()) => Ok(reader),
+            Err(why) => {
+                let mut reader = base;
+                reader.skip_leading_continuation();
+                reader.leading = LeadingRecord::Skipped(why);
+                Ok(reader)
+            }
+        }
+    }
+
+    fn checked(bytes: &'a [u8], context: &SegmentContext) -> Result<SegmentReader<'a>> {
         let magic = context.check()?;
         let start = context.start_lsn();
         let invalid = |what: String| {
@@ -131,7 +203,8 @@ impl<'a> SegmentReader<'a> {
         expect.check(&first_page).map_err(invalid)?;
         expect.first_in_segment = false;
         expect.min_timeline = first_page.timeline;
-        let mut reader = SegmentReader {
+        Ok(SegmentReader {
+            previous: &[],
             bytes,
             pg_major: context.pg_major,
             start,
@@ -139,13 +212,12 @@ impl<'a> SegmentReader<'a> {
             first_page,
             pos: start,
             prev: None,
-            page: Some((0, first_page)),
-            continued_from_previous: false,
+            prev_limit: start,
+            page: Some((start, first_page)),
+            leading: LeadingRecord::None,
             aborted: Vec::new(),
             end: None,
-        };
-        reader.skip_leading_continuation();
-        Ok(reader)
+        })
     }
 
     /// The first page's header (long header).
@@ -158,9 +230,14 @@ impl<'a> SegmentReader<'a> {
         self.start
     }
 
-    /// The segment began with the rest of a record from the previous segment (skipped).
+    /// The segment began with the rest of a record from the previous segment.
     pub fn continued_from_previous(&self) -> bool {
-        self.continued_from_previous
+        self.leading != LeadingRecord::None
+    }
+
+    /// What became of the record the segment begins in the middle of.
+    pub fn leading_record(&self) -> &LeadingRecord {
+        &self.leading
     }
 
     /// Records abandoned by a crash and overwritten (`XLP_FIRST_IS_OVERWRITE_CONTRECORD`).
@@ -177,8 +254,16 @@ impl<'a> SegmentReader<'a> {
         self.start + self.bytes.len() as u64
     }
 
-    fn lsn_at(&self, offset: usize) -> u64 {
-        self.start + offset as u64
+    /// The 8 KiB page at `page_lsn`, from this segment or the previous tail.
+    fn page_bytes(&self, page_lsn: u64) -> Option<&'a [u8]> {
+        let (buffer, offset) = if page_lsn >= self.start {
+            (self.bytes, page_lsn - self.start)
+        } else {
+            let tail_start = self.start - self.previous.len() as u64;
+            (self.previous, page_lsn.checked_sub(tail_start)?)
+        };
+        let offset = usize::try_from(offset).ok()?;
+        buffer.get(offset..)?.get(..XLOG_BLCKSZ)
     }
 
     fn finish(
@@ -196,71 +281,65 @@ impl<'a> SegmentReader<'a> {
         });
     }
 
-    /// The validated header of the page at `offset` (a multiple of the page size).
+    /// The validated header of the page at `page_lsn` (a multiple of the page size).
     fn enter_page(
         &mut self,
-        offset: usize,
+        page_lsn: u64,
     ) -> std::result::Result<PageHeader, (EndReason, String)> {
         if let Some((at, header)) = self.page {
-            if at == offset {
+            if at == page_lsn {
                 return Ok(header);
             }
         }
-        let address = self.lsn_at(offset);
-        let bytes = self
-            .bytes
-            .get(offset..)
-            .and_then(|rest| rest.get(..XLOG_BLCKSZ))
-            .ok_or_else(|| {
-                (
-                    EndReason::InvalidPage,
-                    format!("page at {} is cut short", format_lsn(address)),
-                )
-            })?;
+        let cut = || {
+            (
+                EndReason::InvalidPage,
+                format!("page at {} is cut short", format_lsn(page_lsn)),
+            )
+        };
+        let bytes = self.page_bytes(page_lsn).ok_or_else(cut)?;
         if bytes.iter().take(SHORT_HEADER_SIZE).all(|&b| b == 0) {
             return Err((
                 EndReason::Zeros,
-                format!("page at {} is zeros", format_lsn(address)),
+                format!("page at {} is zeros", format_lsn(page_lsn)),
             ));
         }
-        let header = PageHeader::parse(bytes).ok_or_else(|| {
-            (
-                EndReason::InvalidPage,
-                format!("page at {} is cut short", format_lsn(address)),
-            )
-        })?;
-        self.expect.address = address;
+        let header = PageHeader::parse(bytes).ok_or_else(cut)?;
+        self.expect.address = page_lsn;
         self.expect
             .check(&header)
             .map_err(|detail| (EndReason::InvalidPage, detail))?;
         self.expect.min_timeline = header.timeline;
-        self.page = Some((offset, header));
+        self.page = Some((page_lsn, header));
         Ok(header)
     }
 
     /// Skips the rest of a record begun in the previous segment, as `XLogFindNextRecord` does.
     fn skip_leading_continuation(&mut self) {
         let mut header = self.first_page;
-        let mut offset = 0usize;
+        let mut page = self.start;
         loop {
             if header.is_overwrite_contrecord() || !header.is_contrecord() {
-                self.pos = self.lsn_at(offset + header.size());
+                self.pos = page + header.size() as u64;
                 return;
             }
-            self.continued_from_previous = true;
+            self.leading = LeadingRecord::Skipped(
+                "the segment begins in the middle of a record and the previous one was not given"
+                    .to_owned(),
+            );
             let rem = u64::from(header.rem_len);
-            let room = (XLOG_BLCKSZ - header.size()) as u64;
+            let room = PAGE - header.size() as u64;
             if max_align(rem) < room {
-                self.pos = self.lsn_at(offset) + header.size() as u64 + max_align(rem);
+                self.pos = page + header.size() as u64 + max_align(rem);
                 return;
             }
-            offset += XLOG_BLCKSZ;
-            if offset >= self.bytes.len() {
+            page += PAGE;
+            if page >= self.segment_end() {
                 // The whole segment is the middle of one record.
                 self.pos = self.segment_end();
                 return;
             }
-            match self.enter_page(offset) {
+            match self.enter_page(page) {
                 Ok(next) => {
                     if next.is_contrecord()
                         && !next.is_overwrite_contrecord()
@@ -268,24 +347,98 @@ impl<'a> SegmentReader<'a> {
                     {
                         let detail = format!(
                             "page at {} continues a record with {} bytes, expected {}",
-                            format_lsn(self.lsn_at(offset)),
+                            format_lsn(page),
                             next.rem_len,
                             rem.saturating_sub(room)
                         );
-                        self.finish(
-                            self.lsn_at(offset),
-                            EndReason::InvalidPage,
-                            Some(detail),
-                            None,
-                        );
+                        self.pos = page;
+                        self.finish(page, EndReason::InvalidPage, Some(detail), None);
                         return;
                     }
                     header = next;
                 }
                 Err((reason, detail)) => {
-                    self.pos = self.lsn_at(offset);
-                    self.finish(self.pos, reason, Some(detail), None);
+                    self.pos = page;
+                    self.finish(page, reason, Some(detail), None);
                     return;
+                }
+            }
+        }
+    }
+
+    /// Positions the reader on the record that starts in the previous tail and continues into
+    /// this segment, reading the records before it on the way to check the chain.
+    fn read_leading(&mut self) -> std::result::Result<(), String> {
+        let tail_start = self.start - self.previous.len() as u64;
+        // The last page of the tail on which a record starts holds the one that continues.
+        let mut page = self.start;
+        let begin = loop {
+            if page <= tail_start {
+                return Err(
+                    "the previous segment's tail given does not hold the start of the record that continues into this segment"
+                        .to_owned(),
+                );
+            }
+            page -= PAGE;
+            let header = self
+                .page_bytes(page)
+                .and_then(PageHeader::parse)
+                .ok_or_else(|| "previous page cut short".to_owned())?;
+            if header.magic != self.expect.magic || header.page_address != page {
+                return Err(format!(
+                    "the previous segment's page at {} does not precede this segment",
+                    format_lsn(page)
+                ));
+            }
+            let rem = if header.is_contrecord() && !header.is_overwrite_contrecord() {
+                u64::from(header.rem_len)
+            } else {
+                0
+            };
+            if max_align(rem) < PAGE - header.size() as u64 {
+                break page + header.size() as u64 + max_align(rem);
+            }
+        };
+        // Validate the tail's pages from the one where reading begins, with timelines rising.
+        let this_segment = self.expect.min_timeline;
+        self.expect.min_timeline = 1;
+        self.page = None;
+        self.pos = begin;
+        self.prev_limit = page;
+        self.enter_page(page)
+            .map_err(|(_, detail)| format!("previous segment: {detail}"))?;
+        // Records wholly inside the tail are read (and checked) but not returned.
+        loop {
+            let here = self.pos;
+            if here >= self.start {
+                return Err("no record continues into this segment".to_owned());
+            }
+            let saved_prev = self.prev;
+            match self.read_record() {
+                Some(record) if record.next_lsn > self.start || record.lsn >= self.start => {
+                    // Rewind so the iterator returns this record first.
+                    self.leading = LeadingRecord::Read(record.lsn);
+                    self.pos = here;
+                    self.prev = saved_prev;
+                    self.page = None;
+                    self.expect.min_timeline = 1;
+                    let page_lsn = here - here % PAGE;
+                    self.enter_page(page_lsn)
+                        .map_err(|(_, detail)| format!("previous segment: {detail}"))?;
+                    if self.expect.min_timeline > this_segment {
+                        return Err("timeline goes backwards into this segment".to_owned());
+                    }
+                    self.end = None;
+                    return Ok(());
+                }
+                Some(_) => {}
+                None => {
+                    let why = self
+                        .end
+                        .take()
+                        .and_then(|e| e.detail)
+                        .unwrap_or_else(|| "reading stopped".to_owned());
+                    return Err(format!("the record continuing into this segment: {why}"));
                 }
             }
         }
@@ -309,8 +462,8 @@ impl<'a> SegmentReader<'a> {
         }
         let prev_ok = match self.prev {
             Some(prev) => header.prev == prev,
-            // The first record starting in a segment follows one that started before it.
-            None => header.prev < self.start,
+            // The first record read follows one that started before where reading began.
+            None => header.prev < self.prev_limit,
         };
         if !prev_ok {
             return Err(format!(
@@ -322,21 +475,15 @@ impl<'a> SegmentReader<'a> {
         Ok(())
     }
 
-    /// Collects a record that spans pages, starting at `offset` with `first` bytes on its first page.
-    fn assemble(&mut self, offset: usize, first: usize, tot_len: usize, lsn: u64) -> Assembly {
-        let available = self.bytes.len().saturating_sub(offset);
+    /// Collects a record that spans pages, starting at `lsn` with `first` bytes on its page.
+    fn assemble(&mut self, lsn: u64, first: &[u8], tot_len: usize) -> Assembly {
+        let available = (self.segment_end().saturating_sub(lsn)) as usize;
         let mut record = Vec::with_capacity(tot_len.min(available));
-        match self.bytes.get(offset..offset + first) {
-            Some(part) => record.extend_from_slice(part),
-            None => {
-                self.finish(lsn, EndReason::InvalidRecord, None, None);
-                return Assembly::Stopped;
-            }
-        }
-        let mut header_checked = first >= RECORD_HEADER_SIZE;
-        let mut page = offset + first;
+        record.extend_from_slice(first);
+        let mut header_checked = first.len() >= RECORD_HEADER_SIZE;
+        let mut page = lsn - lsn % PAGE + PAGE;
         loop {
-            if page >= self.bytes.len() {
+            if page >= self.segment_end() {
                 let end = self.segment_end();
                 self.finish(end, EndReason::ContinuesIntoNext, None, Some(lsn));
                 return Assembly::Stopped;
@@ -350,13 +497,13 @@ impl<'a> SegmentReader<'a> {
             };
             if header.is_overwrite_contrecord() {
                 self.aborted.push(lsn);
-                self.pos = self.lsn_at(page);
+                self.pos = page;
                 return Assembly::Restart;
             }
             if !header.is_contrecord() {
                 let detail = format!(
                     "there is no contrecord flag at {} for the record at {}",
-                    format_lsn(self.lsn_at(page)),
+                    format_lsn(page),
                     format_lsn(lsn)
                 );
                 self.finish(lsn, EndReason::InvalidRecord, Some(detail), None);
@@ -367,15 +514,17 @@ impl<'a> SegmentReader<'a> {
                 let detail = format!(
                     "invalid contrecord length {} (expected {}) at {}",
                     header.rem_len,
-                    tot_len as u64 - got.min(tot_len as u64),
-                    format_lsn(self.lsn_at(page))
+                    (tot_len as u64).saturating_sub(got),
+                    format_lsn(page)
                 );
                 self.finish(lsn, EndReason::InvalidRecord, Some(detail), None);
                 return Assembly::Stopped;
             }
-            let data = page + header.size();
             let len = (XLOG_BLCKSZ - header.size()).min(header.rem_len as usize);
-            match self.bytes.get(data..data + len) {
+            let part = self
+                .page_bytes(page)
+                .and_then(|p| p.get(header.size()..header.size() + len));
+            match part {
                 Some(part) => record.extend_from_slice(part),
                 None => {
                     self.finish(lsn, EndReason::InvalidRecord, None, None);
@@ -393,10 +542,10 @@ impl<'a> SegmentReader<'a> {
                 header_checked = true;
             }
             if record.len() >= tot_len {
-                let next = self.lsn_at(data) + max_align(u64::from(header.rem_len));
+                let next = page + header.size() as u64 + max_align(u64::from(header.rem_len));
                 return Assembly::Done(record, next);
             }
-            page += XLOG_BLCKSZ;
+            page += PAGE;
         }
     }
 
@@ -410,9 +559,8 @@ impl<'a> SegmentReader<'a> {
                 self.finish(segment_end, EndReason::SegmentEnd, None, None);
                 return None;
             }
-            let mut offset = (self.pos - self.start) as usize;
-            if offset % XLOG_BLCKSZ == 0 {
-                let header = match self.enter_page(offset) {
+            if self.pos % PAGE == 0 {
+                let header = match self.enter_page(self.pos) {
                     Ok(header) => header,
                     Err((reason, detail)) => {
                         self.finish(self.pos, reason, Some(detail), None);
@@ -427,28 +575,28 @@ impl<'a> SegmentReader<'a> {
                     self.finish(self.pos, EndReason::InvalidPage, Some(detail), None);
                     return None;
                 }
-                offset += header.size();
                 self.pos += header.size() as u64;
             }
             let lsn = self.pos;
-            let on_page = XLOG_BLCKSZ - offset % XLOG_BLCKSZ;
-            let tot_len = match self.bytes.get(offset..).and_then(|b| Cursor::new(b).u32()) {
-                Some(len) => len,
-                None => {
-                    self.finish(lsn, EndReason::InvalidRecord, None, None);
-                    return None;
-                }
+            let in_page = (lsn % PAGE) as usize;
+            let Some(on_page) = self
+                .page_bytes(lsn - lsn % PAGE)
+                .and_then(|p| p.get(in_page..))
+            else {
+                self.finish(lsn, EndReason::InvalidRecord, None, None);
+                return None;
+            };
+            let Some(tot_len) = Cursor::new(on_page).u32() else {
+                self.finish(lsn, EndReason::InvalidRecord, None, None);
+                return None;
             };
             if tot_len == 0 {
                 let detail = format!("record length 0 at {}", format_lsn(lsn));
                 self.finish(lsn, EndReason::Zeros, Some(detail), None);
                 return None;
             }
-            if on_page >= RECORD_HEADER_SIZE {
-                let checked = self
-                    .bytes
-                    .get(offset..)
-                    .and_then(RecordHeader::parse)
+            if on_page.len() >= RECORD_HEADER_SIZE {
+                let checked = RecordHeader::parse(on_page)
                     .ok_or_else(|| "record header cut short".to_owned())
                     .and_then(|h| self.check_header(&h, lsn));
                 if let Err(detail) = checked {
@@ -464,20 +612,13 @@ impl<'a> SegmentReader<'a> {
                 return None;
             }
             let tot = tot_len as usize;
-            let (bytes, next_lsn) = if tot <= on_page {
-                match self.bytes.get(offset..offset + tot) {
-                    Some(record) => (Cow::Borrowed(record), lsn + max_align(tot as u64)),
-                    None => {
-                        self.finish(lsn, EndReason::InvalidRecord, None, None);
-                        return None;
-                    }
-                }
-            } else {
-                match self.assemble(offset, on_page, tot, lsn) {
+            let (bytes, next_lsn) = match on_page.get(..tot) {
+                Some(record) => (Cow::Borrowed(record), lsn + max_align(tot as u64)),
+                None => match self.assemble(lsn, on_page, tot) {
                     Assembly::Done(record, next) => (Cow::Owned(record), next),
                     Assembly::Restart => continue,
                     Assembly::Stopped => return None,
-                }
+                },
             };
             let Some(header) = RecordHeader::parse(&bytes) else {
                 self.finish(lsn, EndReason::InvalidRecord, None, None);
@@ -493,7 +634,12 @@ impl<'a> SegmentReader<'a> {
             }
             let switch = header.rmid == RM_XLOG_ID && header.info & 0xF0 == XLOG_SWITCH;
             // PostgreSQL pretends a switch record extends to the end of its segment.
-            let record_next = if switch { segment_end } else { next_lsn };
+            let segment_size = self.bytes.len() as u64;
+            let record_next = if switch {
+                next_lsn.div_ceil(segment_size) * segment_size
+            } else {
+                next_lsn
+            };
             let record = match decode(self.pg_major, lsn, record_next, bytes) {
                 Ok(record) => record,
                 Err(detail) => {

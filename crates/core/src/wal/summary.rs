@@ -2,7 +2,7 @@
 //! point-in-time recovery need from it.
 
 use super::decode::{RelFileLocator, XLR_SPECIAL_REL_UPDATE};
-use super::reader::{EndOfWal, SegmentReader};
+use super::reader::{EndOfWal, LeadingRecord, SegmentReader};
 use super::rmgr::{
     decode_event, record_type_name, rmgr_name, CheckpointEvent, DatabaseCreate, DatabaseDrop,
     Event, OverwrittenContrecord, RestorePointEvent, SmgrCreate, SmgrTruncate, XactEvent, XactKind,
@@ -66,9 +66,18 @@ pub struct SegmentSummary {
     /// Timeline of the first page (lower than the file name's on a new timeline's first segment).
     pub first_page_timeline: u32,
     pub system_identifier: u64,
-    /// The segment began with the rest of a record from the previous one (skipped).
+    /// The segment begins with the rest of a record that started in the previous one.
     pub continued_from_previous: bool,
+    /// That record, when it was read from the previous segment's tail: it is counted here, in
+    /// the segment where it ends, with its block references and what it means.
+    pub leading_record_lsn: Option<u64>,
+    /// Why that record was skipped (no previous tail given, or it did not hold the start): the
+    /// block references and transaction end it may carry are in no summary.
+    pub leading_record_skipped: Option<String>,
+    /// Records read whole: those that end in this segment (or all but the leading one, when it
+    /// was skipped), in order.
     pub records: u64,
+    /// The first of them (the leading record's LSN, before the segment's start, when it was read).
     pub first_record_lsn: Option<u64>,
     pub last_record_lsn: Option<u64>,
     /// Where valid WAL ends and why.
@@ -132,9 +141,27 @@ fn compact(mut refs: Vec<(RelFileLocator, u8, u32)>) -> Vec<RelationBlocks> {
 
 /// Reads one whole segment and summarises it. WAL_INVALID when its first page does not begin the
 /// segment `context` describes (or it is not a whole segment); anything later in the segment
-/// only ends the valid WAL early (see [`SegmentSummary::end`]).
+/// only ends the valid WAL early (see [`SegmentSummary::end`]). A record the segment begins in
+/// the middle of is skipped (see [`summarize_segment_with_previous`]).
 pub fn summarize_segment(bytes: &[u8], context: &SegmentContext) -> Result<SegmentSummary> {
-    let mut reader = SegmentReader::new(bytes, context)?;
+    summarize(SegmentReader::new(bytes, context)?, context)
+}
+
+/// [`summarize_segment`], given the previous segment or a tail of it (whole pages ending where
+/// this segment starts): the record that continues into this segment is read and summarised
+/// here, so that every record is in exactly one summary, the one of the segment it ends in.
+pub fn summarize_segment_with_previous(
+    bytes: &[u8],
+    context: &SegmentContext,
+    previous: &[u8],
+) -> Result<SegmentSummary> {
+    summarize(
+        SegmentReader::with_previous(bytes, context, previous)?,
+        context,
+    )
+}
+
+fn summarize(mut reader: SegmentReader<'_>, context: &SegmentContext) -> Result<SegmentSummary> {
     let first_page = *reader.first_page();
     let mut records = 0u64;
     let mut first_record_lsn = None;
@@ -257,6 +284,14 @@ pub fn summarize_segment(bytes: &[u8], context: &SegmentContext) -> Result<Segme
             .map(|l| l.system_identifier)
             .unwrap_or_default(),
         continued_from_previous: reader.continued_from_previous(),
+        leading_record_lsn: match reader.leading_record() {
+            LeadingRecord::Read(lsn) => Some(*lsn),
+            _ => None,
+        },
+        leading_record_skipped: match reader.leading_record() {
+            LeadingRecord::Skipped(why) => Some(why.clone()),
+            _ => None,
+        },
         records,
         first_record_lsn,
         last_record_lsn,

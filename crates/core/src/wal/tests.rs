@@ -148,6 +148,13 @@ impl Builder {
         Builder::continuing(ctx, 0)
     }
 
+    /// `count` consecutive segments from `ctx`'s, written as one stream.
+    fn segments(ctx: SegmentContext, count: usize) -> Builder {
+        let mut b = Builder::new(ctx);
+        b.buf.resize(ctx.segment_size as usize * count, 0);
+        b
+    }
+
     /// A segment whose first `rem` bytes finish a record begun in the previous segment.
     fn continuing(ctx: SegmentContext, rem: usize) -> Builder {
         let mut b = Builder {
@@ -158,9 +165,8 @@ impl Builder {
             prev: ctx.start_lsn() - 0x1000,
             timeline: ctx.timeline,
         };
-        let flags = XLP_LONG_HEADER | if rem > 0 { XLP_FIRST_IS_CONTRECORD } else { 0 };
-        b.page_header(0, flags, rem as u32);
-        b.pos = LONG_HEADER_SIZE;
+        let flags = if rem > 0 { XLP_FIRST_IS_CONTRECORD } else { 0 };
+        b.pos = b.page_header(0, flags, rem as u32);
         if rem > 0 {
             let junk: Vec<u8> = (0..rem).map(|i| (i * 7 + 3) as u8).collect();
             b.spill(&junk);
@@ -177,7 +183,14 @@ impl Builder {
         self.start() + self.pos as u64
     }
 
-    fn page_header(&mut self, at: usize, info: u16, rem_len: u32) {
+    /// Writes a page header (a long one at a segment start); returns its size.
+    fn page_header(&mut self, at: usize, info: u16, rem_len: u32) -> usize {
+        let segment = self.ctx.segment_size as usize;
+        let info = if at % segment == 0 {
+            info | XLP_LONG_HEADER
+        } else {
+            info
+        };
         let h = &mut self.buf[at..];
         h[0..2].copy_from_slice(&self.magic.to_le_bytes());
         h[2..4].copy_from_slice(&info.to_le_bytes());
@@ -188,11 +201,14 @@ impl Builder {
             h[24..32].copy_from_slice(&SYSID.to_le_bytes());
             h[32..36].copy_from_slice(&self.ctx.segment_size.to_le_bytes());
             h[36..40].copy_from_slice(&(BLCKSZ as u32).to_le_bytes());
+            LONG_HEADER_SIZE
+        } else {
+            SHORT_HEADER_SIZE
         }
     }
 
     /// Copies `data` from `pos`, continuing onto new pages (with contrecord headers) as needed.
-    /// Returns false when the data runs past the end of the segment.
+    /// Returns false when the data runs past the end of the buffer.
     fn spill(&mut self, mut data: &[u8]) -> bool {
         loop {
             let room = BLCKSZ - self.pos % BLCKSZ;
@@ -206,8 +222,7 @@ impl Builder {
             if self.pos >= self.buf.len() {
                 return false;
             }
-            self.page_header(self.pos, XLP_FIRST_IS_CONTRECORD, data.len() as u32);
-            self.pos += SHORT_HEADER_SIZE;
+            self.pos += self.page_header(self.pos, XLP_FIRST_IS_CONTRECORD, data.len() as u32);
         }
     }
 
@@ -215,9 +230,18 @@ impl Builder {
     fn align(&mut self) {
         self.pos = max_align(self.pos as u64) as usize;
         if self.pos % BLCKSZ == 0 && self.pos < self.buf.len() {
-            self.page_header(self.pos, 0, 0);
-            self.pos += SHORT_HEADER_SIZE;
+            self.pos += self.page_header(self.pos, 0, 0);
         }
+    }
+
+    /// Segment `i` of what was written, with its context.
+    fn segment(&self, i: usize) -> (Vec<u8>, SegmentContext) {
+        let size = self.ctx.segment_size as usize;
+        let ctx = SegmentContext {
+            segment_no: self.ctx.segment_no + i as u64,
+            ..self.ctx
+        };
+        (self.buf[i * size..(i + 1) * size].to_vec(), ctx)
     }
 
     /// Appends a whole record; returns its LSN.
@@ -503,7 +527,7 @@ fn timelines_may_rise_within_a_segment_but_never_fall() {
     ctx.timeline = 2;
     let mut b = Builder::new(ctx);
     b.timeline = 1;
-    b.page_header(0, XLP_LONG_HEADER, 0);
+    b.page_header(0, 0, 0);
     while b.pos < BLCKSZ - 100 {
         b.record(RM_HEAP_ID, 0x00, 1, heap_insert(1, 0));
     }
@@ -1128,7 +1152,7 @@ fn an_overwritten_contrecord_is_skipped() {
 
     // A first page that abandons the previous segment's last record.
     let mut b = Builder::new(ctx);
-    b.page_header(0, XLP_LONG_HEADER | XLP_FIRST_IS_OVERWRITE_CONTRECORD, 0);
+    b.page_header(0, XLP_FIRST_IS_OVERWRITE_CONTRECORD, 0);
     let first = b.record(
         RM_XLOG_ID,
         XLOG_OVERWRITE_CONTRECORD,
@@ -1286,4 +1310,168 @@ fn throughput_figure() {
     }
     let mbps = (n * seg.len()) as f64 / start.elapsed().as_secs_f64() / 1e6;
     eprintln!("summarize_segment: {mbps:.0} MB/s on synthetic WAL ({n} passes)");
+}
+
+#[test]
+fn a_record_crossing_segments_is_read_where_it_ends_given_the_previous_segment() {
+    for major in [14, 16, 18] {
+        let ctx = context(major);
+        let mut b = Builder::segments(ctx, 4);
+        b.record(RM_HEAP_ID, 0, 1, heap_insert(1, 0));
+        // A commit with dropped relations that crosses from segment 0 into segment 1.
+        b.pad_to_page_offset(BLCKSZ - 64);
+        while b.pos < MIB as usize - 4 * BLCKSZ {
+            b.record(RM_XLOG_ID, 0x20, 0, Body::new().main(&[0; 8000]));
+        }
+        // Start it 40 bytes before the end of the second-to-last page: it spans three pages.
+        while b.pos / BLCKSZ != MIB as usize / BLCKSZ - 2 {
+            b.record(RM_XLOG_ID, 0x20, 0, Body::new().main(&[0; 200]));
+        }
+        b.pad_to_page_offset(BLCKSZ - 40);
+        let rels = counted(&[&locator_bytes(loc(16400))]);
+        let body = commit_body(5, XACT_XINFO_HAS_RELFILELOCATORS, &[&rels]).block(
+            0,
+            0,
+            Some(loc(77)),
+            9,
+            &[1; 9000],
+            None,
+        );
+        let crossing = b.record(RM_XACT_ID, XLOG_XACT_COMMIT | XLOG_XACT_HAS_INFO, 900, body);
+        assert!(crossing < b.start() + u64::from(MIB) && b.lsn() > b.start() + u64::from(MIB));
+        let after = b.record(RM_HEAP_ID, 0, 1, heap_insert(2, 0));
+        // A record longer than a segment, from segment 1 through segment 2 into segment 3.
+        let giant = b.record(
+            RM_LOGICALMSG_ID,
+            0,
+            0,
+            Body::new().main(&vec![7; 2 * MIB as usize]),
+        );
+        let last = b.record(RM_HEAP_ID, 0, 1, heap_insert(3, 0));
+        let (s0, c0) = b.segment(0);
+        let (s1, c1) = b.segment(1);
+        let (s2, c2) = b.segment(2);
+        let (s3, c3) = b.segment(3);
+
+        let first = summary(&s0, &c0);
+        assert_eq!(first.end.reason, EndReason::ContinuesIntoNext);
+        assert_eq!(first.end.continued_record, Some(crossing));
+        assert!(first.relations.iter().all(|r| r.locator != loc(77)));
+
+        // Alone, segment 1 skips the commit.
+        let alone = summary(&s1, &c1);
+        assert!(alone.continued_from_previous);
+        assert_eq!(alone.leading_record_lsn, None);
+        assert!(alone.leading_record_skipped.is_some());
+        assert!(alone.transactions.is_empty());
+        assert_eq!(alone.first_record_lsn, Some(after));
+
+        // With the previous segment, or just its last pages, it reads it.
+        for tail in [MIB as usize, 2 * BLCKSZ] {
+            let s = summarize_segment_with_previous(&s1, &c1, &s0[s0.len() - tail..]).unwrap();
+            assert_eq!(s.leading_record_lsn, Some(crossing), "{major} tail {tail}");
+            assert_eq!(s.leading_record_skipped, None);
+            assert_eq!(s.first_record_lsn, Some(crossing));
+            assert_eq!(s.records, alone.records + 1);
+            assert_eq!(s.transactions.len(), 1);
+            assert_eq!(s.transactions[0].lsn, crossing);
+            assert_eq!(s.transactions[0].xid, 900);
+            assert_eq!(s.dropped_relations[0].locator, loc(16400));
+            assert!(s
+                .relations
+                .iter()
+                .any(|r| r.locator == loc(77) && r.ranges == [(9, 10)]));
+            assert_eq!(s.end, alone.end);
+            assert_eq!(s.end.continued_record, Some(giant));
+        }
+        // A tail too short to hold the record's start.
+        let s = summarize_segment_with_previous(&s1, &c1, &s0[s0.len() - BLCKSZ..]).unwrap();
+        assert_eq!(s.leading_record_lsn, None);
+        assert!(s.leading_record_skipped.unwrap().contains("does not hold"));
+        assert_eq!(s.records, alone.records);
+        // Not the previous segment at all.
+        let s = summarize_segment_with_previous(&s1, &c1, &s2).unwrap();
+        assert_eq!(s.leading_record_lsn, None);
+        assert!(s
+            .leading_record_skipped
+            .unwrap()
+            .contains("does not precede"));
+        // Damaged: the commit's CRC fails, so it is skipped, not wrongly read.
+        let mut damaged = s0.clone();
+        let at = (crossing - c0.start_lsn()) as usize + 30;
+        damaged[at] ^= 0x08;
+        let s = summarize_segment_with_previous(&s1, &c1, &damaged).unwrap();
+        assert_eq!(s.leading_record_lsn, None);
+        assert!(s.transactions.is_empty());
+
+        // Segment 2 lies inside the giant record.
+        let inside = summarize_segment_with_previous(&s2, &c2, &s1).unwrap();
+        assert_eq!(inside.records, 0);
+        assert!(inside.leading_record_skipped.is_some());
+        assert_eq!(inside.end.reason, EndReason::SegmentEnd);
+        // Segment 3 reads it given the two segments before; one is not enough.
+        let one = summarize_segment_with_previous(&s3, &c3, &s2).unwrap();
+        assert_eq!(one.leading_record_lsn, None);
+        assert_eq!(one.first_record_lsn, Some(last));
+        let both = [s1.clone(), s2.clone()].concat();
+        let two = summarize_segment_with_previous(&s3, &c3, &both).unwrap();
+        assert_eq!(two.leading_record_lsn, Some(giant));
+        assert_eq!(two.records, one.records + 1);
+        assert_eq!(
+            two.rmgrs
+                .iter()
+                .find(|r| r.rmid == RM_LOGICALMSG_ID)
+                .unwrap()
+                .bytes,
+            2 * u64::from(MIB) + 24 + 5
+        );
+        let mut reader = SegmentReader::with_previous(&s3, &c3, &both).unwrap();
+        let giant_record = reader.next().unwrap();
+        assert_eq!(giant_record.main_data().len(), 2 * MIB as usize);
+
+        // Previous given to a segment that does not need it changes nothing.
+        let plain = summarize_segment_with_previous(&s0, &c0, &[]).unwrap();
+        assert_eq!(plain, first);
+        // A tail that is not whole pages is an argument error.
+        assert_eq!(
+            summarize_segment_with_previous(&s1, &c1, &s0[1..])
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidArgument
+        );
+    }
+}
+
+#[test]
+fn garbage_before_a_segment_never_panics() {
+    let ctx = context(16);
+    let mut b = Builder::segments(ctx, 2);
+    while b.pos < MIB as usize + 4 * BLCKSZ {
+        b.record(RM_XLOG_ID, 0x20, 0, Body::new().main(&vec![3; 3000]));
+        b.record(RM_HEAP_ID, 0, 1, heap_insert(1, 2));
+    }
+    let (s0, _) = b.segment(0);
+    let (s1, c1) = b.segment(1);
+    let reference = summarize_segment_with_previous(&s1, &c1, &s0).unwrap();
+    assert!(reference.leading_record_lsn.is_some());
+    let mut rng = Rng::new(77);
+    for round in 0..200 {
+        let mut previous = s0[s0.len() - 4 * BLCKSZ..].to_vec();
+        if round % 4 == 0 {
+            rng.fill(&mut previous);
+        } else {
+            for _ in 0..1 + rng.below(3) {
+                let at = rng.below(previous.len());
+                previous[at] ^= 1 << rng.below(8);
+            }
+        }
+        let s = summarize_segment_with_previous(&s1, &c1, &previous).unwrap();
+        match s.leading_record_lsn {
+            Some(lsn) => {
+                assert_eq!(Some(lsn), reference.leading_record_lsn);
+                assert_eq!(s.records, reference.records);
+            }
+            None => assert_eq!(s.records, reference.records - 1),
+        }
+    }
 }
