@@ -4,7 +4,7 @@
  * settings, and writes global/pg_control last, so a directory whose restore was interrupted cannot
  * be started by mistake.
  */
-import { lstat, mkdir, open, readFile, readdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, open, readFile, readdir, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { PgfError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
@@ -65,6 +65,25 @@ async function serverRunningIn(dir: string): Promise<number | undefined> {
     return pid;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM' ? pid : undefined;
+  }
+}
+
+/**
+ * PostgreSQL starts only on a data directory its own user owns (mode 0700 or 0750): restoring into
+ * someone else's directory would leave files neither side can use.
+ */
+async function checkOwner(pgdata: string): Promise<void> {
+  const uid = process.geteuid?.();
+  if (uid === undefined) return;
+  const owner = await stat(pgdata).then(
+    (s) => s.uid,
+    (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return undefined;
+      throw err;
+    },
+  );
+  if (owner !== undefined && owner !== uid) {
+    throw new PgfError('RESTORE_TARGET_DIR', `${pgdata} belongs to uid ${owner}, not to this user (uid ${uid}): run the restore as the user PostgreSQL runs as (e.g. sudo -u postgres)`);
   }
 }
 
@@ -168,6 +187,7 @@ async function writeBackupManifest(
 export async function runRestore(settings: Settings, log: Logger, request: RestoreRequest): Promise<RestoreSummary> {
   const began = Date.now();
   const pgdata = resolve(request.pgdata);
+  await checkOwner(pgdata);
   if (!request.delta && !(await isEmptyOrMissing(pgdata))) {
     throw new PgfError('RESTORE_TARGET_DIR', `${pgdata} is not empty: restore into an empty directory, or pass --delta to update it in place`);
   }

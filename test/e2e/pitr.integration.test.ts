@@ -4,7 +4,7 @@
  * the rows committed up to the target; a restore promoted onto a new timeline keeps archiving, and a
  * later restore of that timeline holds its history and not the abandoned one.
  */
-import { rm } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeServerUserDir, run } from '../support/os-user.js';
@@ -102,6 +102,10 @@ describe('point-in-time recovery', () => {
     dirs.push(nowhere);
     await expect(pgforever(source, ['restore', '--pgdata', join(nowhere, 'data'), '--target-time', '2999-01-01 00:00:00+00'])).rejects.toThrow(/RESTORE_TARGET: target time .* is beyond the archived WAL: the recoverable window ends with segment/);
     await expect(pgforever(source, ['restore', '--pgdata', join(nowhere, 'data'), '--target-time', byId(5).at])).rejects.toThrow(/RESTORE_TARGET: target time .* is before the oldest backup finished/);
+    await writeFile(join(nowhere, 'stray'), 'x');
+    await expect(pgforever(source, ['restore', '--pgdata', nowhere])).rejects.toThrow(/RESTORE_TARGET_DIR: .* is not empty: restore into an empty directory, or pass --delta/);
+    await expect(pgforever(source, ['restore', '--pgdata', '/etc'])).rejects.toThrow(/RESTORE_TARGET_DIR: \/etc belongs to uid 0, not to this user/);
+    await expect(pgforever(source, ['restore', '--delta', '--pgdata', source.pgdata])).rejects.toThrow(/RESTORE_TARGET_DIR: a PostgreSQL server \(pid \d+\) is using/);
     const targets: { args: string[]; last: number }[] = [
       { args: ['--target-time', byId(30).at], last: 30 },
       { args: ['--target-time', byId(70).at], last: 70 },
