@@ -66,9 +66,9 @@ export interface FrameHeader {
 
 /**
  * Every valid record of one whole WAL segment with its block references, column by column
- * (for tools and tests; archive-push wants `summarize_wal_segment`).
+ * (for tools and tests; archive-push wants `summarize_wal_segment`). `previous` as there.
  */
-export declare function listWalRecords(bytes: Buffer, context: WalSegmentContext): Promise<WalRecordList>
+export declare function listWalRecords(bytes: Buffer, context: WalSegmentContext, previous?: Buffer | undefined | null): Promise<WalRecordList>
 
 export interface PageCheck {
   /** valid | all-zero | new-not-zero | bad-header | checksum-mismatch */
@@ -121,9 +121,11 @@ export interface ScannedChunk {
  * Reads one whole WAL segment and summarises it: records, where valid WAL ends and why,
  * transaction ends, restore points, checkpoints, block references per relation fork, relation
  * creations, truncations and drops, database creations and drops. WAL_INVALID when the first
- * page does not begin the segment `context` describes.
+ * page does not begin the segment `context` describes. `previous`, when given, is the WAL just
+ * before the segment (whole pages ending where it starts: the previous segment or its tail): the
+ * record continuing into this segment is then read and summarised here, where it ends.
  */
-export declare function summarizeWalSegment(bytes: Buffer, context: WalSegmentContext): Promise<WalSegmentSummary>
+export declare function summarizeWalSegment(bytes: Buffer, context: WalSegmentContext, previous?: Buffer | undefined | null): Promise<WalSegmentSummary>
 
 /**
  * Checksum failures among the pages of `buffer` (first page = relation block `first_block`),
@@ -273,7 +275,16 @@ export interface WalSegmentSummary {
   segmentSize: number
   firstPageTimeline: number
   systemIdentifier: bigint
+  /** The segment begins with the rest of a record that started before it. */
   continuedFromPrevious: boolean
+  /** That record, when it was read from `previous`: counted here, where it ends. */
+  leadingRecordLsn?: bigint
+  /**
+   * Why it was skipped (no `previous`, or `previous` did not hold its start): its block
+   * references and transaction end are in no summary.
+   */
+  leadingRecordSkipped?: string
+  /** Records read whole (those that end in this segment, when the leading one was read). */
   records: number
   firstRecordLsn?: bigint
   lastRecordLsn?: bigint

@@ -288,6 +288,15 @@ export async function decompressFrames(frames: readonly Buffer[]): Promise<Buffe
   return split(await callAsync(() => binding.decompressFrames([...frames])));
 }
 
+export interface WalReadOptions {
+  /**
+   * The WAL just before the segment: the previous segment, or its last pages (whole 8 KiB pages ending where the
+   * segment starts), or several segments for records longer than one. Read only as far as needed to find the
+   * record that continues into the segment; anything wrong with it only leaves that record skipped.
+   */
+  previous?: Buffer;
+}
+
 /** What the caller knows about a WAL segment before reading it: its file name and the cluster's settings. */
 export interface WalSegmentContext {
   /** wal_segment_size in bytes; the buffer must be exactly this long. */
@@ -325,6 +334,16 @@ export interface WalSegmentSummary
   extends Omit<NativeWalSegmentSummary, 'systemIdentifier' | 'endReason' | 'transactions' | 'droppedRelations' | 'databaseCreates'> {
   /** From the long page header, as a decimal string like the repository's. */
   systemIdentifier: string;
+  /** The segment begins with the rest of a record that started before it. */
+  continuedFromPrevious: boolean;
+  /** That record, when it was read from `options.previous` (before `startLsn`): counted here, where it ends. */
+  leadingRecordLsn?: bigint;
+  /** Why that record was skipped: a block-level consumer has a gap at this segment's start. */
+  leadingRecordSkipped?: string;
+  /** Records read whole: those ending in this segment (all but a skipped leading one). */
+  records: number;
+  /** The first of them: `leadingRecordLsn` when it was read, else the first record starting in the segment. */
+  firstRecordLsn?: bigint;
   /** End of valid WAL: the segment's end, the end of the XLOG_SWITCH record, or where the first unreadable record starts. */
   endLsn: bigint;
   endReason: WalEndReason;
@@ -360,10 +379,19 @@ export interface WalSegmentSummary
  * buffer is not a whole segment or its first page cannot begin the segment `context` describes (magic of
  * another version, other system identifier, segment size, page address or a higher timeline), and with
  * INVALID_ARGUMENT for an unsupported version or segment size.
+ *
+ * A segment usually begins with the end of a record that started in the previous one. Without
+ * `options.previous` that record is skipped (`leadingRecordSkipped` says so) and its block references and
+ * transaction end are in no summary; with the previous segment (or its last pages) it is read, CRC-checked and
+ * summarised here, where it ends, so that consecutive summaries cover every record exactly once.
  */
-export async function summarizeWalSegment(segment: Buffer, context: WalSegmentContext): Promise<WalSegmentSummary> {
+export async function summarizeWalSegment(
+  segment: Buffer,
+  context: WalSegmentContext,
+  options: WalReadOptions = {},
+): Promise<WalSegmentSummary> {
   const nativeContext = nativeWalContext(context);
-  const native = await callAsync(() => binding.summarizeWalSegment(segment, nativeContext));
+  const native = await callAsync(() => binding.summarizeWalSegment(segment, nativeContext, options.previous));
   return {
     ...native,
     systemIdentifier: native.systemIdentifier.toString(),
@@ -420,15 +448,16 @@ export interface WalRecordInfo {
 }
 
 /**
- * Every valid record of one whole WAL segment with its block references, and where valid WAL ends (the same rules
- * and errors as `summarizeWalSegment`). For tools and tests: archive-push wants the summary.
+ * Every valid record of one whole WAL segment with its block references, and where valid WAL ends (the same rules,
+ * options and errors as `summarizeWalSegment`). For tools and tests: archive-push wants the summary.
  */
 export async function listWalRecords(
   segment: Buffer,
   context: WalSegmentContext,
+  options: WalReadOptions = {},
 ): Promise<{ records: WalRecordInfo[]; endLsn: bigint; endReason: WalEndReason; endDetail?: string }> {
   const nativeContext = nativeWalContext(context);
-  const list = await callAsync(() => binding.listWalRecords(segment, nativeContext));
+  const list = await callAsync(() => binding.listWalRecords(segment, nativeContext, options.previous));
   const names = new Map<number, string | null>();
   const typeName = (rmid: number, info: number) => {
     const key = rmid * 256 + info;

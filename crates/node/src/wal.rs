@@ -154,7 +154,14 @@ pub struct WalSegmentSummary {
     pub segment_size: u32,
     pub first_page_timeline: u32,
     pub system_identifier: BigInt,
+    /// The segment begins with the rest of a record that started before it.
     pub continued_from_previous: bool,
+    /// That record, when it was read from `previous`: counted here, where it ends.
+    pub leading_record_lsn: Option<BigInt>,
+    /// Why it was skipped (no `previous`, or `previous` did not hold its start): its block
+    /// references and transaction end are in no summary.
+    pub leading_record_skipped: Option<String>,
+    /// Records read whole (those that end in this segment, when the leading one was read).
     pub records: u32,
     pub first_record_lsn: Option<BigInt>,
     pub last_record_lsn: Option<BigInt>,
@@ -205,6 +212,8 @@ fn convert(s: wal::SegmentSummary) -> WalSegmentSummary {
         first_page_timeline: s.first_page_timeline,
         system_identifier: BigInt::from(s.system_identifier),
         continued_from_previous: s.continued_from_previous,
+        leading_record_lsn: s.leading_record_lsn.map(lsn),
+        leading_record_skipped: s.leading_record_skipped,
         records: count(s.records),
         first_record_lsn: s.first_record_lsn.map(lsn),
         last_record_lsn: s.last_record_lsn.map(lsn),
@@ -377,6 +386,7 @@ fn convert(s: wal::SegmentSummary) -> WalSegmentSummary {
 pub struct SummarizeWal {
     bytes: Buffer,
     context: SegmentContext,
+    previous: Option<Buffer>,
 }
 
 impl Task for SummarizeWal {
@@ -384,7 +394,13 @@ impl Task for SummarizeWal {
     type JsValue = WalSegmentSummary;
 
     fn compute(&mut self) -> Result<Self::Output> {
-        wal::summarize_segment(&self.bytes, &self.context).map_err(to_napi)
+        match &self.previous {
+            Some(previous) => {
+                wal::summarize_segment_with_previous(&self.bytes, &self.context, previous)
+            }
+            None => wal::summarize_segment(&self.bytes, &self.context),
+        }
+        .map_err(to_napi)
     }
 
     fn resolve(&mut self, _env: Env, output: Self::Output) -> Result<Self::JsValue> {
@@ -441,6 +457,7 @@ pub struct RecordColumns {
 pub struct ListWal {
     bytes: Buffer,
     context: SegmentContext,
+    previous: Option<Buffer>,
 }
 
 impl Task for ListWal {
@@ -448,7 +465,13 @@ impl Task for ListWal {
     type JsValue = WalRecordList;
 
     fn compute(&mut self) -> Result<Self::Output> {
-        let mut reader = wal::SegmentReader::new(&self.bytes, &self.context).map_err(to_napi)?;
+        let mut reader = match &self.previous {
+            Some(previous) => {
+                wal::SegmentReader::with_previous(&self.bytes, &self.context, previous)
+            }
+            None => wal::SegmentReader::new(&self.bytes, &self.context),
+        }
+        .map_err(to_napi)?;
         let mut c = RecordColumns::default();
         for record in reader.by_ref() {
             c.lsn.push(record.lsn);
@@ -523,12 +546,17 @@ fn segment_context(context: &WalSegmentContext) -> Result<SegmentContext> {
 }
 
 /// Every valid record of one whole WAL segment with its block references, column by column
-/// (for tools and tests; archive-push wants `summarize_wal_segment`).
+/// (for tools and tests; archive-push wants `summarize_wal_segment`). `previous` as there.
 #[napi(ts_return_type = "Promise<WalRecordList>")]
-pub fn list_wal_records(bytes: Buffer, context: WalSegmentContext) -> Result<AsyncTask<ListWal>> {
+pub fn list_wal_records(
+    bytes: Buffer,
+    context: WalSegmentContext,
+    previous: Option<Buffer>,
+) -> Result<AsyncTask<ListWal>> {
     Ok(AsyncTask::new(ListWal {
         bytes,
         context: segment_context(&context)?,
+        previous,
     }))
 }
 
@@ -546,14 +574,18 @@ pub fn wal_record_type_name(pg_major: u32, rmid: u32, info: u32) -> Option<Strin
 /// Reads one whole WAL segment and summarises it: records, where valid WAL ends and why,
 /// transaction ends, restore points, checkpoints, block references per relation fork, relation
 /// creations, truncations and drops, database creations and drops. WAL_INVALID when the first
-/// page does not begin the segment `context` describes.
+/// page does not begin the segment `context` describes. `previous`, when given, is the WAL just
+/// before the segment (whole pages ending where it starts: the previous segment or its tail): the
+/// record continuing into this segment is then read and summarised here, where it ends.
 #[napi(ts_return_type = "Promise<WalSegmentSummary>")]
 pub fn summarize_wal_segment(
     bytes: Buffer,
     context: WalSegmentContext,
+    previous: Option<Buffer>,
 ) -> Result<AsyncTask<SummarizeWal>> {
     Ok(AsyncTask::new(SummarizeWal {
         bytes,
         context: segment_context(&context)?,
+        previous,
     }))
 }
