@@ -1,0 +1,144 @@
+// Restores on the pgbench cluster: a full restore of the same backup by each tool, a --delta restore
+// over that directory after ~1% of the data changed (and a new backup), and time-to-usable-data for a
+// point-in-time restore: restore + start + recovery to the target + promotion, until a query succeeds.
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { Cluster, freePort, waitFor } from '../lib/cluster.js';
+import { changePgbench, runWorkload } from '../lib/data.js';
+import { measure } from '../lib/proc.js';
+import { dropCaches, log, medianOf } from '../lib/util.js';
+import { reasonOf, useCluster } from '../lib/world.js';
+import { TOOLS, ensureBackups, measureBackup, scratchDir } from './backups.js';
+
+function restoreArgv(world, tool, pgdata, { set, delta = false, targetTime } = {}) {
+  if (tool === 'pgforever') {
+    const extra = [];
+    if (set) extra.push('--set', set);
+    if (delta) extra.push('--delta');
+    if (targetTime) extra.push('--target-time', targetTime, '--target-action', 'promote');
+    return world.pgforever.restoreArgv(pgdata, ...extra);
+  }
+  const extra = [];
+  if (set) extra.push(`--set=${set}`);
+  if (delta) extra.push('--delta');
+  if (targetTime) extra.push('--type=time', `--target=${targetTime}`, '--target-action=promote');
+  return world.pgbackrest.restoreArgv(tool, pgdata, extra);
+}
+
+async function measureRestore(world, tool, pgdata, options) {
+  if (tool === 'pgforever' && world.pgforeverReason) return { reason: world.pgforeverReason };
+  if (!options.delta) rmSync(pgdata, { recursive: true, force: true });
+  dropCaches(world.cfg.dropCaches);
+  const [file, ...args] = restoreArgv(world, tool, pgdata, options);
+  try {
+    const m = await measure(file, args, { scratch: scratchDir(world), env: tool === 'pgforever' ? world.pgforever.env : world.cluster.env });
+    delete m.stdout;
+    delete m.stderr;
+    log(`${options.delta ? 'delta ' : ''}restore ${tool}: ${m.wallS.toFixed(2)} s`);
+    return m;
+  } catch (error) {
+    if (tool !== 'pgforever') throw error;
+    log(`pgforever restore: ${error.message}`);
+    return { reason: reasonOf(error) };
+  }
+}
+
+/** Starts a restored directory on a free port (archiving off) and waits until it is promoted and answers. */
+async function startAndQuery(world, pgdata) {
+  const restored = new Cluster(join(pgdata, '..'), { pgdata, port: await freePort() });
+  restored.socketDir = join(world.dir, 'sock-restored');
+  restored.logFile = join(world.dir, 'restored.log');
+  const t0 = process.hrtime.bigint();
+  await restored.start({ options: { archive_mode: 'off' }, wait: false });
+  try {
+    await waitFor(
+      async () => {
+        const client = await restored.connect();
+        try {
+          const [{ recovery }] = (await client.query('SELECT pg_is_in_recovery() AS recovery')).rows;
+          if (recovery) return false;
+          await client.query('SELECT sum(bbalance) FROM pgbench_branches');
+          return true;
+        } finally {
+          await client.end();
+        }
+      },
+      { deadlineMs: 30 * 60_000, intervalMs: 20, what: 'the restored server to answer' },
+    );
+    return Number(process.hrtime.bigint() - t0) / 1e9;
+  } finally {
+    await restored.stop('immediate');
+  }
+}
+
+export async function restores(ctx) {
+  const world = await useCluster('pgbench', ctx);
+  await ensureBackups(world);
+  const target = (tool) => join(world.dir, `restore-${tool}`);
+  const from = Object.fromEntries(TOOLS.map((t) => [t, world.backups[t].at(-1)]));
+
+  // ~1% of the data changed and a new backup by each tool: what --delta brings a directory to.
+  log('restore: 1% change and a new backup by each tool');
+  await world.archiveTo('pgbackrest');
+  await changePgbench(world.cluster, ctx.cfg.scale, 0.37);
+  const deltaBackup = {};
+  for (const tool of TOOLS) deltaBackup[tool] = await measureBackup(world, tool, 'incr');
+
+  const full = Object.fromEntries(TOOLS.map((t) => [t, []]));
+  const delta = Object.fromEntries(TOOLS.map((t) => [t, []]));
+  const reasons = {};
+  for (let round = 1; round <= ctx.cfg.repeat; round++) {
+    for (const tool of TOOLS) {
+      const m = await measureRestore(world, tool, target(tool), { set: from[tool] });
+      if (m.reason) {
+        reasons[tool] = m.reason;
+        continue;
+      }
+      full[tool].push(m);
+      if (deltaBackup[tool].reason) continue;
+      const d = await measureRestore(world, tool, target(tool), { set: deltaBackup[tool].id, delta: true });
+      if (d.reason) reasons[`delta-${tool}`] = d.reason;
+      else delta[tool].push(d);
+    }
+  }
+
+  // PITR: a target inside WAL written after the newest backup.
+  log('restore: PITR workload');
+  await world.archiveTo('pgbackrest');
+  await runWorkload(world.cluster, 'hot', ctx.cfg.pitrSeconds, world.scripts);
+  const [{ t }] = await world.cluster.query("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00' AS t");
+  await runWorkload(world.cluster, 'hot', 5, world.scripts);
+  await world.cluster.waitArchiveIdle();
+  const pitr = Object.fromEntries(TOOLS.map((tl) => [tl, []]));
+  for (let round = 1; round <= ctx.cfg.repeat; round++) {
+    for (const tool of TOOLS) {
+      if (reasons[`pitr-${tool}`]) continue;
+      const pgdata = target(tool);
+      const r = await measureRestore(world, tool, pgdata, { targetTime: t });
+      if (r.reason) {
+        reasons[`pitr-${tool}`] = r.reason;
+        continue;
+      }
+      try {
+        const startS = await startAndQuery(world, pgdata);
+        pitr[tool].push({ restoreS: r.wallS, startS, wallS: r.wallS + startS });
+        log(`PITR ${tool}: restore ${r.wallS.toFixed(2)} s + recovery ${startS.toFixed(2)} s`);
+      } catch (error) {
+        if (tool !== 'pgforever') throw error;
+        reasons[`pitr-${tool}`] = reasonOf(error);
+      }
+    }
+  }
+  for (const tool of TOOLS) rmSync(target(tool), { recursive: true, force: true });
+
+  const pick = (samples, reason) => (samples.length > 0 ? medianOf(samples) : { reason: reason ?? 'not measured' });
+  const result = { rounds: ctx.cfg.repeat, databaseBytes: world.databaseBytes, pitrSeconds: ctx.cfg.pitrSeconds, deltaBackup };
+  for (const tool of TOOLS) {
+    result[tool] = {
+      full: pick(full[tool], reasons[tool]),
+      delta: pick(delta[tool], reasons[`delta-${tool}`] ?? deltaBackup[tool].reason ?? reasons[tool]),
+      pitr: pick(pitr[tool], reasons[`pitr-${tool}`]),
+    };
+  }
+  return result;
+}
