@@ -324,7 +324,7 @@ export interface WalTransaction {
 
 export interface WalTypeCount {
   rmid: number
-  /** `xl_info & 0xF0`. */
+  /** `xl_info & 0xF0` (for transaction records `& 0x70`). */
   info: number
   /** `Rmgr/TYPE` as pg_waldump names it, e.g. `Heap/INSERT`. */
   name?: string

@@ -37,7 +37,7 @@ pub struct WalRmgrCount {
 #[napi(object)]
 pub struct WalTypeCount {
     pub rmid: u32,
-    /// `xl_info & 0xF0`.
+    /// `xl_info & 0xF0` (for transaction records `& 0x70`).
     pub info: u32,
     /// `Rmgr/TYPE` as pg_waldump names it, e.g. `Heap/INSERT`.
     pub name: Option<String>,

@@ -160,10 +160,16 @@ impl<'a> SegmentReader<'a> {
         };
         match reader.read_leading() {
             Ok(()) => Ok(reader),
-            Err(why) => {
+            Err((why, continuing)) => {
                 let mut reader = base;
                 reader.skip_leading_continuation();
                 reader.leading = LeadingRecord::Skipped(why);
+                // A record that covers this whole segment is known by its LSN, if not read.
+                if let (Some(lsn), Some(end)) = (continuing, reader.end.as_mut()) {
+                    if end.reason == EndReason::ContinuesIntoNext {
+                        end.continued_record = Some(lsn);
+                    }
+                }
                 Ok(reader)
             }
         }
@@ -335,8 +341,11 @@ impl<'a> SegmentReader<'a> {
             }
             page += PAGE;
             if page >= self.segment_end() {
-                // The whole segment is the middle of one record.
+                // The whole segment is the middle of one record; it may even end here.
                 self.pos = self.segment_end();
+                if rem > room {
+                    self.finish(self.pos, EndReason::ContinuesIntoNext, None, None);
+                }
                 return;
             }
             match self.enter_page(page) {
@@ -368,26 +377,30 @@ impl<'a> SegmentReader<'a> {
 
     /// Positions the reader on the record that starts in the previous tail and continues into
     /// this segment, reading the records before it on the way to check the chain.
-    fn read_leading(&mut self) -> std::result::Result<(), String> {
+    fn read_leading(&mut self) -> std::result::Result<(), (String, Option<u64>)> {
         let tail_start = self.start - self.previous.len() as u64;
         // The last page of the tail on which a record starts holds the one that continues.
         let mut page = self.start;
         let begin = loop {
             if page <= tail_start {
-                return Err(
-                    "the previous segment's tail given does not hold the start of the record that continues into this segment"
+                return Err((
+                    "the WAL given before the segment does not hold the start of the record that continues into it"
                         .to_owned(),
-                );
+                    None,
+                ));
             }
             page -= PAGE;
             let header = self
                 .page_bytes(page)
                 .and_then(PageHeader::parse)
-                .ok_or_else(|| "previous page cut short".to_owned())?;
+                .ok_or_else(|| ("previous page cut short".to_owned(), None))?;
             if header.magic != self.expect.magic || header.page_address != page {
-                return Err(format!(
-                    "the previous segment's page at {} does not precede this segment",
-                    format_lsn(page)
+                return Err((
+                    format!(
+                        "the page at {} given before the segment does not precede it",
+                        format_lsn(page)
+                    ),
+                    None,
                 ));
             }
             let rem = if header.is_contrecord() && !header.is_overwrite_contrecord() {
@@ -406,12 +419,12 @@ impl<'a> SegmentReader<'a> {
         self.pos = begin;
         self.prev_limit = page;
         self.enter_page(page)
-            .map_err(|(_, detail)| format!("previous segment: {detail}"))?;
+            .map_err(|(_, detail)| (format!("previous segment: {detail}"), None))?;
         // Records wholly inside the tail are read (and checked) but not returned.
         loop {
             let here = self.pos;
             if here >= self.start {
-                return Err("no record continues into this segment".to_owned());
+                return Err(("no record continues into this segment".to_owned(), None));
             }
             let saved_prev = self.prev;
             match self.read_record() {
@@ -424,21 +437,37 @@ impl<'a> SegmentReader<'a> {
                     self.expect.min_timeline = 1;
                     let page_lsn = here - here % PAGE;
                     self.enter_page(page_lsn)
-                        .map_err(|(_, detail)| format!("previous segment: {detail}"))?;
+                        .map_err(|(_, detail)| (format!("previous segment: {detail}"), None))?;
                     if self.expect.min_timeline > this_segment {
-                        return Err("timeline goes backwards into this segment".to_owned());
+                        return Err(("timeline goes backwards into this segment".to_owned(), None));
                     }
                     self.end = None;
                     return Ok(());
                 }
                 Some(_) => {}
                 None => {
-                    let why = self
-                        .end
-                        .take()
-                        .and_then(|e| e.detail)
-                        .unwrap_or_else(|| "reading stopped".to_owned());
-                    return Err(format!("the record continuing into this segment: {why}"));
+                    let end = self.end.take();
+                    return Err(match end {
+                        Some(EndOfWal {
+                            reason: EndReason::ContinuesIntoNext,
+                            continued_record: Some(lsn),
+                            ..
+                        }) => (
+                            format!(
+                                "the record at {} continues past this segment too; it is read where it ends",
+                                format_lsn(lsn)
+                            ),
+                            Some(lsn),
+                        ),
+                        end => (
+                            format!(
+                                "the record continuing into this segment could not be read: {}",
+                                end.and_then(|e| e.detail)
+                                    .unwrap_or_else(|| "reading stopped".to_owned())
+                            ),
+                            None,
+                        ),
+                    });
                 }
             }
         }

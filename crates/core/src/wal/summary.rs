@@ -7,6 +7,7 @@ use super::rmgr::{
     decode_event, record_type_name, rmgr_name, CheckpointEvent, DatabaseCreate, DatabaseDrop,
     Event, OverwrittenContrecord, RestorePointEvent, SmgrCreate, SmgrTruncate, XactEvent, XactKind,
 };
+use super::rmgr::{RM_XACT_ID, XLOG_XACT_OPMASK};
 use super::SegmentContext;
 use crate::error::Result;
 
@@ -28,7 +29,7 @@ pub struct RmgrCount {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TypeCount {
     pub rmid: u8,
-    /// `xl_info & 0xF0`.
+    /// `xl_info & 0xF0` (for transaction records `& XLOG_XACT_OPMASK`, without the has-info flag).
     pub info: u8,
     /// pg_waldump's `rmgr/TYPE`, e.g. `Heap/INSERT`; `None` for record types it has no name for.
     pub name: Option<String>,
@@ -191,7 +192,13 @@ fn summarize(mut reader: SegmentReader<'_>, context: &SegmentContext) -> Result<
         let rmgr = &mut per_rmgr[usize::from(record.rmid)];
         rmgr[0] += 1;
         rmgr[1] += u64::from(record.tot_len);
-        per_type[usize::from(record.rmid) * 16 + usize::from(record.info >> 4)] += 1;
+        // Transaction records keep a flag (XLOG_XACT_HAS_INFO) in their type bits: count by type.
+        let kind = if record.rmid == RM_XACT_ID {
+            record.info & XLOG_XACT_OPMASK
+        } else {
+            record.info
+        };
+        per_type[usize::from(record.rmid) * 16 + usize::from(kind >> 4)] += 1;
         for block in &record.blocks {
             block_refs.push((block.locator, block.fork, block.block));
             if let Some(image) = &block.image {

@@ -439,8 +439,19 @@ fn a_segment_inside_one_record_has_no_records() {
     let s = summary(&seg, &ctx);
     assert!(s.continued_from_previous);
     assert_eq!(s.records, 0);
-    assert_eq!(s.end.reason, EndReason::SegmentEnd);
+    assert_eq!(s.end.reason, EndReason::ContinuesIntoNext);
+    assert_eq!(s.end.continued_record, None);
     assert_eq!(s.end.lsn, ctx.start_lsn() + u64::from(MIB));
+
+    // A record that ends exactly at the end of the segment.
+    let b = Builder::continuing(
+        ctx,
+        MIB as usize - LONG_HEADER_SIZE - 127 * SHORT_HEADER_SIZE,
+    );
+    let seg = b.finish();
+    let s = summary(&seg, &ctx);
+    assert_eq!(s.records, 0);
+    assert_eq!(s.end.reason, EndReason::SegmentEnd);
 }
 
 #[test]
@@ -1407,8 +1418,12 @@ fn a_record_crossing_segments_is_read_where_it_ends_given_the_previous_segment()
         // Segment 2 lies inside the giant record.
         let inside = summarize_segment_with_previous(&s2, &c2, &s1).unwrap();
         assert_eq!(inside.records, 0);
-        assert!(inside.leading_record_skipped.is_some());
-        assert_eq!(inside.end.reason, EndReason::SegmentEnd);
+        assert!(inside
+            .leading_record_skipped
+            .unwrap()
+            .contains("continues past this segment too"));
+        assert_eq!(inside.end.reason, EndReason::ContinuesIntoNext);
+        assert_eq!(inside.end.continued_record, Some(giant));
         // Segment 3 reads it given the two segments before; one is not enough.
         let one = summarize_segment_with_previous(&s3, &c3, &s2).unwrap();
         assert_eq!(one.leading_record_lsn, None);
