@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use pgforever_core::extent::{self, ScanOptions, EXTENT_BYTES, EXTENT_PAGES};
+use pgforever_core::wal::{self, SegmentContext};
 use pgforever_core::{frame, page};
 
 /// Blocks per relation segment file (RELSEG_SIZE with 8 KiB pages).
@@ -94,6 +95,46 @@ fn throughput(mut pass: impl FnMut() -> u64) -> f64 {
         bytes += pass();
     }
     bytes as f64 / start.elapsed().as_secs_f64() / 1e9
+}
+
+/// The completed WAL segments in `<PGDATA>/pg_wal` whose first page is valid (recycled and
+/// preallocated ones are not), in order, with their contexts.
+fn wal_segments(pgdata: &Path) -> Vec<(SegmentContext, Vec<u8>)> {
+    let major = fs::read_to_string(pgdata.join("PG_VERSION"))
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .unwrap_or(0);
+    let mut names: Vec<String> = fs::read_dir(pgdata.join("pg_wal"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.len() == 24 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+        .collect();
+    names.sort();
+    let mut segments = Vec::new();
+    for name in names {
+        let Ok(bytes) = fs::read(pgdata.join("pg_wal").join(&name)) else {
+            continue;
+        };
+        let hex =
+            |range: std::ops::Range<usize>| u64::from_str_radix(&name[range], 16).unwrap_or(0);
+        let size = bytes.len() as u64;
+        if !size.is_power_of_two() {
+            continue;
+        }
+        let context = SegmentContext {
+            segment_size: size as u32,
+            pg_major: major,
+            timeline: hex(0..8) as u32,
+            segment_no: hex(8..16) * (0x1_0000_0000 / size) + hex(16..24),
+            system_identifier: None,
+        };
+        if wal::summarize_segment(&bytes, &context).is_ok() {
+            segments.push((context, bytes));
+        }
+    }
+    segments
 }
 
 fn row(what: &str, gbps: f64, note: &str) {
@@ -272,6 +313,45 @@ fn main() {
             &format!("zstd level {level} frames, decompress + verify"),
             decompress_gbps,
             "",
+        );
+    }
+
+    // WAL summaries of the segments in pg_wal, each given the one before (as archive-push does).
+    let segments = wal_segments(&pgdata);
+    if segments.is_empty() {
+        row(
+            "WAL segment summary",
+            f64::NAN,
+            "no readable segments in pg_wal",
+        );
+    } else {
+        let wal_bytes: u64 = segments.iter().map(|(_, b)| b.len() as u64).sum();
+        let mut records = 0u64;
+        let gbps = throughput(|| {
+            records = 0;
+            for (i, (context, bytes)) in segments.iter().enumerate() {
+                let previous = i
+                    .checked_sub(1)
+                    .map(|p| &segments[p])
+                    .filter(|(c, _)| c.segment_no + 1 == context.segment_no)
+                    .map(|(_, b)| &b[..])
+                    .unwrap_or(&[]);
+                let summary = wal::summarize_segment_with_previous(bytes, context, previous)
+                    .expect("segment read before");
+                records += summary.records;
+                black_box(summary);
+            }
+            wal_bytes
+        });
+        row(
+            "WAL segment summary (CRC, blocks, events)",
+            gbps,
+            &format!(
+                "{} segments of {} MiB, {:.0} records per segment",
+                segments.len(),
+                segments[0].0.segment_size >> 20,
+                records as f64 / segments.len() as f64
+            ),
         );
     }
 }
