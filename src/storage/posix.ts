@@ -186,7 +186,13 @@ export class PosixStorage implements Storage {
     this.stats.put += 1;
     try {
       await this.ensureDirectory(dir);
-      const handle = await open(temporary, 'wx', 0o640);
+      const handle = await open(temporary, 'wx', 0o640).catch(async (err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err;
+        // The directory went away under a long-lived process (the archive daemon): make it again.
+        this.durableDirectories.delete(dir);
+        await this.ensureDirectory(dir);
+        return open(temporary, 'wx', 0o640);
+      });
       try {
         for (const part of parts) {
           for (let done = 0; done < part.length; ) done += (await handle.write(part, done, part.length - done)).bytesWritten;

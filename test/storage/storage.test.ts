@@ -140,4 +140,14 @@ describe('posix storage keys', () => {
       await expect(storage.write(key, Buffer.from('x'))).rejects.toMatchObject({ code: 'STORAGE_IO' });
     }
   });
+
+  it('makes a directory again when it was removed under a long-lived process', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'pgf-storage-'));
+    dirs.push(dir);
+    const storage = await openStorage(dir);
+    await storage.write('wal/00000001/a', Buffer.from('a'));
+    await rm(join(dir, 'wal'), { recursive: true });
+    await storage.write('wal/00000001/b', Buffer.from('b'), { ifAbsent: true });
+    expect((await storage.read('wal/00000001/b')).toString()).toBe('b');
+  });
 });
