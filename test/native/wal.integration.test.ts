@@ -378,6 +378,7 @@ describe('WAL segments against pg_waldump (PostgreSQL 15)', () => {
       if (i > 0 && summary.continuedFromPrevious && summary.records > 0) expect(summary.leadingRecordSkipped, name).toBeUndefined();
       expect(summary.undecoded).toEqual([]);
       expect(summary.abortedRecords).toEqual([]);
+      expect(summary.unhandledSpecialUpdates).toEqual([]);
     }
     expect(crossing).toBeGreaterThan(5);
     // The 2.5 MB logical message covers at least one segment end to end.
@@ -520,6 +521,7 @@ describe.each([14, 16, 17, 18] as PgVersion[])('WAL segments of PostgreSQL %i ag
       const last = i === summaries.length - 1;
       expect(s.endReason, `${result.segments[i]!.name}: ${s.endDetail ?? ''}`).toBe(last ? 'switch' : s.endReason === 'continues' ? 'continues' : 'segment-end');
       expect(s.undecoded).toEqual([]);
+      expect(s.unhandledSpecialUpdates).toEqual([]);
       if (i > 0) expect(s.continuedFromPrevious).toBe(summaries[i - 1]!.endReason === 'continues');
       // Given the segments before, the record crossing into this one is read here.
       if (i > 0 && s.continuedFromPrevious && s.records > 0) expect(s.leadingRecordLsn).toBe(summaries[i - 1]!.continuedRecordLsn);

@@ -119,9 +119,11 @@ impl SegmentContext {
                 "timeline 0 does not exist",
             ));
         }
+        // The whole segment must lie below 2^64: its end LSN is computed everywhere.
         if self
             .segment_no
-            .checked_mul(u64::from(self.segment_size))
+            .checked_add(1)
+            .and_then(|n| n.checked_mul(u64::from(self.segment_size)))
             .is_none()
         {
             return Err(CoreError::new(

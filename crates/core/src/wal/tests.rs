@@ -622,6 +622,14 @@ fn a_first_page_that_cannot_begin_the_segment_is_an_error() {
         ErrorCode::InvalidArgument
     );
     other = ctx;
+    other.segment_no = u64::MAX / u64::from(MIB);
+    assert_eq!(
+        summarize_segment(&seg, &other).unwrap_err().code,
+        ErrorCode::InvalidArgument
+    );
+    other.segment_no -= 1;
+    first_page_error(&seg, &other);
+    other = ctx;
     other.segment_size = 3 * MIB;
     assert_eq!(
         summarize_segment(&seg, &other).unwrap_err().code,
