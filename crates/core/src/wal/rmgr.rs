@@ -131,7 +131,8 @@ pub fn record_type_name(pg_major: u32, rmid: u8, info: u8) -> Option<&'static st
             0x30 => "COMMIT_PREPARED",
             0x40 => "ABORT_PREPARED",
             0x50 => "ASSIGNMENT",
-            _ => "INVALIDATIONS",
+            0x60 => "INVALIDATIONS",
+            _ => return None,
         },
         RM_SMGR_ID => match op {
             0x10 => "CREATE",
