@@ -431,6 +431,8 @@ impl<'a> SegmentReader<'a> {
                 Some(record) if record.next_lsn > self.start || record.lsn >= self.start => {
                     // Rewind so the iterator returns this record first.
                     self.leading = LeadingRecord::Read(record.lsn);
+                    // Abandoned records before it belong to the previous segment's summary.
+                    self.aborted.clear();
                     self.pos = here;
                     self.prev = saved_prev;
                     self.page = None;
