@@ -30,6 +30,28 @@ export interface NewExtent {
   rawLength: number;
 }
 
+/**
+ * Chunk buffers shared by the files of one backup. A fresh 8 MiB buffer per chunk costs page faults,
+ * and the external memory it adds makes V8 run a full collection every few chunks (measured: 31
+ * mark-compacts and about 1 s of main-thread GC in a 770 MiB full backup).
+ */
+export class ChunkBuffers {
+  private readonly free: Buffer[] = [];
+
+  constructor(
+    readonly bytes: number,
+    private readonly keep: number,
+  ) {}
+
+  take(): Buffer {
+    return this.free.pop() ?? Buffer.allocUnsafeSlow(this.bytes);
+  }
+
+  give(buffer: Buffer): void {
+    if (this.free.length < this.keep) this.free.push(buffer);
+  }
+}
+
 export interface FileBackupOptions {
   key: Buffer;
   compressLevel: number;
@@ -39,7 +61,8 @@ export interface FileBackupOptions {
   verifyChecksums: boolean;
   /** Blocks per relation segment file (RELSEG_SIZE: 131072 for 1 GiB segments of 8 KiB pages). */
   blocksPerSegment: number;
-  chunkBytes: number;
+  /** Where chunks are read into; their size (a multiple of the extent size) is the chunk size. */
+  buffers: ChunkBuffers;
   store: ExtentStore;
 }
 
@@ -112,37 +135,47 @@ export async function backupFile(entry: DataEntry, parent: ParentFile | undefine
   try {
     const { size: sizeAtOpen } = await handle.stat();
     const relation = entry.relation;
-    const chunkBytes = options.chunkBytes - (options.chunkBytes % EXTENT_BYTES);
+    const chunkBytes = options.buffers.bytes;
     const readChunk = async (offset: number) => {
       const wanted = Math.min(chunkBytes, sizeAtOpen - offset);
-      const chunk = Buffer.allocUnsafe(wanted);
-      return { offset, wanted, chunk, length: await readFull(handle, chunk, offset) };
+      const chunk = options.buffers.take();
+      try {
+        return { offset, wanted, chunk, length: await readFull(handle, chunk.subarray(0, wanted), offset) };
+      } catch (err) {
+        options.buffers.give(chunk);
+        throw err;
+      }
     };
     // The next chunk is read while this one is scanned, hashed and compressed.
     next = sizeAtOpen > 0 ? readChunk(0) : undefined;
     while (next !== undefined) {
-      const { offset, wanted, chunk: buffer } = await next;
-      let { length } = await next;
-      next = length === wanted && offset + chunkBytes < sizeAtOpen ? readChunk(offset + chunkBytes) : undefined;
-      // A relation may be truncated while we read, or end in a page being extended: keep whole
-      // pages; WAL replay from our start redoes both.
-      if (relation) length -= length % PAGE_SIZE;
-      const chunk = buffer.subarray(0, length);
-      result.bytesRead += length;
-      result.size = offset + length;
-      if (length === 0) break;
-      const firstExtent = offset / EXTENT_BYTES;
-      if (relation) {
-        await backupRelationChunk(chunk, firstExtent, relation.segment * options.blocksPerSegment, parent, options, result, handle, offset);
-      } else {
-        const ids = await extentIds(chunk, options.key);
-        await storeNew(chunk, ids.map((id, i) => ({ index: i, id })), options, result);
-        result.extents.push(...ids);
+      const { offset, wanted, chunk: buffer, length: read } = await next;
+      next = read === wanted && offset + chunkBytes < sizeAtOpen ? readChunk(offset + chunkBytes) : undefined;
+      try {
+        // A relation may be truncated while we read, or end in a page being extended: keep whole
+        // pages; WAL replay from our start redoes both.
+        const length = relation ? read - (read % PAGE_SIZE) : read;
+        const chunk = buffer.subarray(0, length);
+        result.bytesRead += length;
+        result.size = offset + length;
+        if (length === 0) break;
+        const firstExtent = offset / EXTENT_BYTES;
+        if (relation) {
+          await backupRelationChunk(chunk, firstExtent, relation.segment * options.blocksPerSegment, parent, options, result, handle, offset);
+        } else {
+          const ids = await extentIds(chunk, options.key);
+          await storeNew(chunk, ids.map((id, i) => ({ index: i, id })), options, result);
+          result.extents.push(...ids);
+        }
+      } finally {
+        // Nothing keeps a view of the chunk once it is processed: ids and frames are copies.
+        options.buffers.give(buffer);
       }
     }
   } finally {
     // A read ahead still in flight when processing failed must settle before the handle closes.
-    await next?.catch(() => undefined);
+    const pending = await next?.catch(() => undefined);
+    if (pending !== undefined) options.buffers.give(pending.chunk);
     await handle.close();
   }
   return result;

@@ -19,7 +19,7 @@ import { formatLsn, parseLsn, walSegmentName } from '../pg/lsn.js';
 import { openStorage } from '../storage/index.js';
 import { Repository, acquireLease, keys, waitForNoLease, type BackupManifest, type ManifestFile } from '../repo/index.js';
 import { listDataFiles, type DataEntry } from './files.js';
-import { backupFile, type ParentFile } from './file.js';
+import { ChunkBuffers, backupFile, type ParentFile } from './file.js';
 import { chooseDetection, parseTimelineHistory, type Detection, type TimelineSwitch } from './detection.js';
 import { loadWalFile } from '../wal/repository.js';
 import { parseWalFileName } from '../wal/names.js';
@@ -184,6 +184,8 @@ export async function runBackup(
       const parentFiles = new Map<string, ManifestFile>((parent?.files ?? []).map((f) => [f.path, f]));
       const entries = await listDataFiles(pgdata);
       const writer = repo.packWriter(index);
+      // Each file in flight holds the chunk being processed and the one being read ahead.
+      const buffers = new ChunkBuffers(chunkBytes, settings.processMax * 2);
       const files: ManifestFile[] = [];
       const byPath = new Map<string, ManifestFile>();
       const totals = { bytesRead: 0, bytesNew: 0, bytesStored: 0, logicalBytes: 0, extentsReused: 0, extentsNew: 0 };
@@ -205,7 +207,7 @@ export async function runBackup(
             backupStart: start.lsn,
             verifyChecksums: info.dataChecksums,
             blocksPerSegment: relationSegmentBytes / info.blockSize,
-            chunkBytes,
+            buffers,
             store: writer,
           });
           record.size = result.size;

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
-import { backupFile, type ExtentStore, type NewExtent } from '../../src/backup/file.js';
+import { ChunkBuffers, backupFile, type ExtentStore, type NewExtent } from '../../src/backup/file.js';
 import type { DataEntry } from '../../src/backup/files.js';
 import { EXTENT_BYTES, PAGE_SIZE, decompressFrame, pageChecksum } from '../../src/native/index.js';
 
@@ -54,7 +54,7 @@ describe('backupFile', () => {
     backupStart: 0x9000000n,
     verifyChecksums: true,
     blocksPerSegment: 131072,
-    chunkBytes: 4 * EXTENT_BYTES,
+    buffers: new ChunkBuffers(4 * EXTENT_BYTES, 2),
     store,
   });
 
