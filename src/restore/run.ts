@@ -17,6 +17,7 @@ import { restoreFile } from './file.js';
 import { renderBackupManifest, type ManifestFile as PgManifestFile } from './backup-manifest.js';
 import { crc32cAppend } from '../native/index.js';
 import { withRecoverySettings, type RecoveryOptions, type RecoveryTarget } from './recovery.js';
+import { locateTarget } from './targets.js';
 
 export interface RestoreRequest {
   pgdata: string;
@@ -200,11 +201,22 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
     const repo = await Repository.open(storage);
     const ids = await repo.listBackups();
     let manifest: BackupManifest;
+    const target = request.target;
     if (request.set !== undefined && request.set !== 'latest') {
       if (!ids.includes(request.set)) throw new PgfError('RESTORE_NO_BACKUP', `backup ${request.set} is not in the repository; pgforever info lists the backups`);
       manifest = await repo.readManifest(request.set);
+      if (target.kind === 'xid' || target.kind === 'name') {
+        const at = await locateTarget(repo, target, await Promise.all(ids.map((id) => repo.readManifest(id))));
+        if (at < parseLsn(manifest.stopLsn)) {
+          throw new PgfError('RESTORE_TARGET', `the target (at ${formatLsn(at)}) is before backup ${manifest.id} was consistent (${manifest.stopLsn}): restore an earlier backup, or leave out --set`);
+        }
+      }
     } else {
-      manifest = chooseBackup(await Promise.all(ids.map((id) => repo.readManifest(id))), request.target);
+      const manifests = await Promise.all(ids.map((id) => repo.readManifest(id)));
+      // A restore point or transaction is chosen by where the archived WAL has it.
+      const byPosition: RecoveryTarget =
+        (target.kind === 'xid' || target.kind === 'name') && manifests.length > 0 ? { kind: 'lsn', value: formatLsn(await locateTarget(repo, target, manifests)) } : target;
+      manifest = chooseBackup(manifests, byPosition);
     }
     await checkTargetArchived(repo, request.target);
     log.info({ backup: manifest.id, pgdata }, 'restore started');

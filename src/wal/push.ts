@@ -14,6 +14,7 @@ import { parseWalFileName } from './names.js';
 import { storeWalFile, type StoreOutcome } from './repository.js';
 import { fileIdentity, type Spool } from './spool.js';
 import { validateWalFile } from './validate.js';
+import { previousSegmentName, previousSegmentTail, segmentTail, summarizeSegmentFile } from './summary.js';
 
 export interface PushOptions {
   /** Files in flight at once (each holds one file and its compressed copy in memory). */
@@ -56,14 +57,25 @@ export async function readWalFile(path: string, spare?: Buffer): Promise<{ conte
   }
 }
 
-/** Validates and stores one file; resolves once it is durable in the repository. */
-export async function archiveWalContent(repo: Repository, name: string, content: Buffer): Promise<StoreOutcome> {
+/**
+ * Validates and stores one file, with the summary of a segment's records; resolves once it is
+ * durable in the repository. `previous` is the tail of the segment before (summary.ts).
+ */
+export async function archiveWalContent(repo: Repository, name: string, content: Buffer, log: Logger, previous?: Buffer): Promise<StoreOutcome> {
   const file = parseWalFileName(name);
   if (file === undefined) {
     throw new PgfError('WAL_INVALID', `${name} is not a WAL segment, history or backup history file name: archive_command must pass %p`);
   }
   validateWalFile(file, content, repo.config);
-  return storeWalFile(repo, file, content);
+  const summary =
+    file.kind === 'segment' || file.kind === 'partial'
+      ? summarizeSegmentFile(file, content, repo.config, previous).catch((err: unknown) => {
+          // The header passed validation: a record the reader cannot follow must not stop archiving.
+          log.warn({ file: name, err: isPgfError(err) ? `${err.code}: ${err.message}` : String(err) }, 'segment stored without a summary');
+          return undefined;
+        })
+      : undefined;
+  return storeWalFile(repo, file, content, summary);
 }
 
 /** History files first (PostgreSQL wants them early), then the oldest. */
@@ -82,6 +94,11 @@ export class WalPusher {
   private readonly archived = new Set<string>();
   /** Segment buffers of finished pushes, for the next reads (at most `parallel`). */
   private readonly spares: Buffer[] = [];
+  /**
+   * Tails of the latest segments pushed: the next segment's first record may start there, and by
+   * the time it is pushed a checkpoint may have recycled the file.
+   */
+  private readonly tails = new Map<string, Buffer>();
   private walDir: string | undefined;
   private ready: string[] = [];
   private scanning = false;
@@ -154,7 +171,14 @@ export class WalPusher {
     const { content, identity } = await readWalFile(path, spare);
     let outcome: StoreOutcome;
     try {
-      outcome = await archiveWalContent(this.repo, name, content);
+      const segmentSize = this.repo.config.walSegmentSize;
+      let previous: Buffer | undefined;
+      if (content.length === segmentSize) {
+        const before = previousSegmentName(name, segmentSize);
+        previous = (before !== undefined ? this.tails.get(before) : undefined) ?? (await previousSegmentTail(path, segmentSize));
+      }
+      outcome = await archiveWalContent(this.repo, name, content, this.options.log, previous);
+      if (content.length === segmentSize && parseWalFileName(name)?.kind === 'segment') this.keepTail(name, content);
     } finally {
       // Nothing holds on to the content once it is stored (or refused).
       if (content.length === this.repo.config.walSegmentSize && this.spares.length < this.options.parallel) this.spares.push(content);
@@ -163,6 +187,14 @@ export class WalPusher {
     this.archived.add(name);
     this.options.log.debug({ file: name, outcome }, 'archived');
     return outcome;
+  }
+
+  private keepTail(name: string, content: Buffer): void {
+    this.tails.set(name, Buffer.from(segmentTail(content)));
+    for (const old of this.tails.keys()) {
+      if (this.tails.size <= this.options.parallel + 2) break;
+      this.tails.delete(old);
+    }
   }
 
   private async scan(): Promise<void> {

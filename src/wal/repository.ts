@@ -3,7 +3,7 @@
  * segments and backup history files, `wal/<timeline>.history` for timeline history files.
  *
  * Every object is two frames back to back:
- *   1. the description, JSON: `{ format: 1, name, size, zeroFrom? }`;
+ *   1. the description, JSON: `{ format: 1, name, size, zeroFrom?, summary? }` (summary.ts);
  *   2. the file's bytes, only up to `zeroFrom` when given: a segment's trailing zeros (everything
  *      after a switch, see zero-tail.ts) are stored as nothing and restored as zeros.
  * The description comes first so that a reader of descriptions only fetches a few hundred bytes.
@@ -16,6 +16,7 @@ import { compressFrame, decompressFrame, readFrameHeader, FRAME_HEADER_BYTES } f
 import { keys, type Repository } from '../repo/index.js';
 import { padWithZeros, zeroTailStart } from './zero-tail.js';
 import type { WalFileName } from './names.js';
+import type { StoredWalSummary } from './summary.js';
 
 export const walObjectFormat = 1;
 
@@ -33,6 +34,8 @@ export interface WalObjectDescription {
   size: number;
   /** Bytes from here to `size` are zeros and not stored. */
   zeroFrom?: number;
+  /** Segments and .partial files: what their records hold, when the reader could read them. */
+  summary?: StoredWalSummary;
 }
 
 export type StoreOutcome = 'stored' | 'already-archived';
@@ -42,12 +45,19 @@ export function walObjectKey(file: WalFileName): string {
 }
 
 /** The object for `content` (trimmed, described, compressed) as its two frames. */
-export async function encodeWalObject(file: WalFileName, content: Buffer): Promise<[Buffer, Buffer]> {
+export async function encodeWalObject(file: WalFileName, content: Buffer, summary?: Promise<StoredWalSummary | undefined>): Promise<[Buffer, Buffer]> {
   const segment = file.kind === 'segment' || file.kind === 'partial';
   const zeroFrom = segment ? zeroTailStart(content) : content.length;
-  const description: WalObjectDescription = { format: walObjectFormat, name: file.name, size: content.length, ...(zeroFrom < content.length ? { zeroFrom } : {}) };
-  const kept = content.subarray(0, zeroFrom);
-  return Promise.all([compressFrame(Buffer.from(JSON.stringify(description)), walCompressLevel), compressFrame(kept, walCompressLevel)]);
+  // The summary is read while the data compresses: both run on the native thread pool.
+  const [data, summarized] = await Promise.all([compressFrame(content.subarray(0, zeroFrom), walCompressLevel), summary]);
+  const description: WalObjectDescription = {
+    format: walObjectFormat,
+    name: file.name,
+    size: content.length,
+    ...(zeroFrom < content.length ? { zeroFrom } : {}),
+    ...(summarized !== undefined ? { summary: summarized } : {}),
+  };
+  return [await compressFrame(Buffer.from(JSON.stringify(description)), walCompressLevel), data];
 }
 
 function damaged(key: string, what: string, cause?: unknown): PgfError {
@@ -74,9 +84,9 @@ export async function decodeWalObject(key: string, object: Buffer): Promise<{ de
 }
 
 /** Stores `content` under its name, durably, once. */
-export async function storeWalFile(repo: Repository, file: WalFileName, content: Buffer): Promise<StoreOutcome> {
+export async function storeWalFile(repo: Repository, file: WalFileName, content: Buffer, summary?: Promise<StoredWalSummary | undefined>): Promise<StoreOutcome> {
   const key = walObjectKey(file);
-  const object = await encodeWalObject(file, content);
+  const object = await encodeWalObject(file, content, summary);
   try {
     await repo.storage.write(key, object, { ifAbsent: true });
     return 'stored';
@@ -104,4 +114,19 @@ export async function loadWalFile(repo: Repository, file: WalFileName): Promise<
   const { description, content } = await decodeWalObject(key, object);
   if (description.name !== file.name) throw damaged(key, `it holds ${description.name}`);
   return content;
+}
+
+/** Most descriptions fit in one read of this size; longer ones take a second. */
+const descriptionReadBytes = 64 * 1024;
+
+/** The description frame of a stored WAL object (`size` from its listing), without its data. */
+export async function loadWalDescription(repo: Repository, key: string, size: number): Promise<WalObjectDescription> {
+  let head = await repo.storage.readRange(key, 0, Math.min(size, descriptionReadBytes));
+  try {
+    const length = readFrameHeader(head.subarray(0, FRAME_HEADER_BYTES)).frameLength;
+    if (length > head.length) head = await repo.storage.readRange(key, 0, length);
+    return JSON.parse((await decompressFrame(head.subarray(0, length))).toString('utf8')) as WalObjectDescription;
+  } catch (err) {
+    throw damaged(key, isPgfError(err) ? err.message : 'unreadable description', err);
+  }
 }

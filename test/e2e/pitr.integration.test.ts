@@ -93,7 +93,7 @@ describe('point-in-time recovery', () => {
     await source.query(`SELECT pg_create_restore_point('before-reports')`);
     const dumpAtPoint = await dump(source);
     await commitRows(source, 20, 'one');
-    await pgforever(source, ['backup', '--json']);
+    const backupB = JSON.parse(await pgforever(source, ['backup', '--json'])) as { id: string };
     await commitRows(source, 20, 'one');
     await archiveEverything(source);
 
@@ -112,7 +112,8 @@ describe('point-in-time recovery', () => {
       { args: ['--target-lsn', byId(45).lsn], last: 45 },
       { args: ['--target-lsn', byId(61).lsn], last: 61 },
       { args: ['--target-xid', byId(65).xid], last: 65 },
-      { args: ['--target-xid', byId(33).xid, '--set', backupA.id], last: 33 },
+      // Both before the newest backup: the archived WAL's summaries say which backup reaches them.
+      { args: ['--target-xid', byId(33).xid], last: 33 },
     ];
     for (const { args, last } of targets) {
       const cluster = await restore(source, args);
@@ -120,7 +121,9 @@ describe('point-in-time recovery', () => {
       await cluster.destroy();
     }
 
-    const atPoint = await restore(source, ['--target-name', 'before-reports', '--set', backupA.id]);
+    await expect(pgforever(source, ['restore', '--pgdata', join(nowhere, 'data'), '--target-name', 'no-such-point'])).rejects.toThrow(/RESTORE_TARGET: restore point "no-such-point" is not in the archived WAL/);
+    await expect(pgforever(source, ['restore', '--pgdata', join(nowhere, 'data'), '--target-xid', byId(33).xid, '--set', backupB.id])).rejects.toThrow(/RESTORE_TARGET: the target \(at [0-9A-F]+\/[0-9A-F]+\) is before backup .* was consistent/);
+    const atPoint = await restore(source, ['--target-name', 'before-reports']);
     expect(await ids(atPoint)).toEqual(upTo(40));
     const restoredDump = await dump(atPoint);
     expect(restoredDump.text).toEqual(dumpAtPoint.text);

@@ -13,6 +13,7 @@ import { Repository } from '../../src/repo/index.js';
 import { parseWalFileName } from '../../src/wal/names.js';
 import { defaultSpool } from '../../src/wal/spool.js';
 import { decodeWalObject, loadWalFile, walObjectKey } from '../../src/wal/repository.js';
+import type { StoredWalSummary } from '../../src/wal/summary.js';
 import { grantToServerUser, makeServerUserDir, run } from '../support/os-user.js';
 import { DEBIAN_PG15_BIN, startCluster, startClusterFromDirectory, waitFor, type Cluster } from '../support/postgres.js';
 import { archiveCommandsFor, pgforever, runConfigured } from './support.js';
@@ -66,6 +67,8 @@ describe('archiving through what archive-command prints (PostgreSQL 15)', () => 
   });
 
   it('archives every segment of a workload, each equal to the original, switch tails stored as nothing', async () => {
+    const beforeWorkload = await cluster.switchWal();
+    await cluster.waitForArchived(beforeWorkload, { deadlineMs: 60_000 });
     await cluster.query('CREATE TABLE filler AS SELECT g, md5(g::text) AS h FROM generate_series(1, 150000) g');
     for (let i = 0; i < 3; i++) {
       await cluster.query(`INSERT INTO filler SELECT g, 'switch ${i}' FROM generate_series(1, 100) g`);
@@ -78,6 +81,7 @@ describe('archiving through what archive-command prints (PostgreSQL 15)', () => 
     const names = await segmentsInRepo();
     expect(names.length).toBeGreaterThanOrEqual(20);
     let trimmed = 0;
+    const summaries: StoredWalSummary[] = [];
     for (const name of names) {
       const original = await readFile(join(cluster.pgdata, 'pg_wal', name));
       const stored = await loadWalFile(repo, parseWalFileName(name)!);
@@ -87,10 +91,18 @@ describe('archiving through what archive-command prints (PostgreSQL 15)', () => 
       if (description.zeroFrom !== undefined && description.zeroFrom < SEGMENT / 2) {
         trimmed++;
         expect(object.length, name).toBeLessThan(SEGMENT / 8);
+        expect(description.summary?.endReason, name).toBe('switch');
       }
+      expect(description.summary?.records, name).toBeGreaterThan(0);
+      if (name > beforeWorkload) summaries.push(description.summary!);
       archived.push(name);
     }
     expect(trimmed).toBeGreaterThanOrEqual(4);
+    // Each record is summarised once, in the segment it ends in, with the previous segment's tail
+    // kept by the pusher: no summary of the workload's segments has a gap at its start.
+    expect(summaries.filter((s) => s.leadingRecordSkipped !== undefined).map((s) => [s.firstRecordLsn, s.leadingRecordSkipped])).toEqual([]);
+    expect(summaries.flatMap((s) => s.transactions).filter(([, kind]) => kind === 'commit').length).toBeGreaterThanOrEqual(5);
+    expect(summaries.flatMap((s) => s.blocks).length).toBeGreaterThan(0);
   });
 
   it('re-pushing an identical segment succeeds, through the client and the Node CLI', async () => {

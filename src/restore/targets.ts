@@ -1,0 +1,87 @@
+/**
+ * Where a named restore point or a transaction id lies in the archived WAL, from the summaries
+ * archive-push stored with each segment (a segment stored without one is read and summarised here).
+ * Knowing the position lets restore pick the newest backup before it, and refuse a target the WAL
+ * does not hold before PostgreSQL replays everything to find out.
+ */
+import { PgfError, isPgfError } from '../errors/index.js';
+import { keys, type BackupManifest, type Repository } from '../repo/index.js';
+import { parseLsn, type Lsn } from '../pg/lsn.js';
+import { mapLimit } from '../concurrency/map-limit.js';
+import { parseWalFileName, segmentNumber } from '../wal/names.js';
+import { decodeWalObject, loadWalDescription } from '../wal/repository.js';
+import { previousSegmentName, segmentTail, summarizeSegmentFile, type StoredWalSummary } from '../wal/summary.js';
+
+interface SegmentObject {
+  key: string;
+  size: number;
+  name: string;
+  number: bigint;
+}
+
+/** Segments read at once while searching. */
+const searchBatch = 16;
+
+async function loadSegment(repo: Repository, key: string): Promise<Buffer | undefined> {
+  try {
+    return (await decodeWalObject(key, await repo.storage.read(key))).content;
+  } catch (err) {
+    if (isPgfError(err, 'STORAGE_NOT_FOUND')) return undefined;
+    throw err;
+  }
+}
+
+/**
+ * The segment's stored summary, or one read now: when it was stored without one, or without the
+ * record it starts inside (the previous segment was gone when it was pushed), whose end may be the
+ * very commit searched for.
+ */
+async function summaryOf(repo: Repository, segment: SegmentObject): Promise<StoredWalSummary | undefined> {
+  const description = await loadWalDescription(repo, segment.key, segment.size);
+  if (description.summary !== undefined && description.summary.leadingRecordSkipped === undefined) return description.summary;
+  const file = parseWalFileName(segment.name)!;
+  const content = await loadSegment(repo, segment.key);
+  const before = previousSegmentName(segment.name, repo.config.walSegmentSize);
+  const previous = before === undefined ? undefined : await loadSegment(repo, keys.walSegment(file.timeline, before));
+  if (content === undefined) return description.summary;
+  return summarizeSegmentFile(file, content, repo.config, previous && segmentTail(previous)).catch(() => description.summary);
+}
+
+function matches(summary: StoredWalSummary, target: { kind: 'xid' | 'name'; value: string }): string | undefined {
+  if (target.kind === 'name') return summary.restorePoints.find(([, name]) => name === target.value)?.[0];
+  // recovery_target_xid takes a 32-bit xid or a 64-bit one with its epoch: records carry 32 bits.
+  const xid = Number(BigInt(target.value) & 0xffffffffn);
+  return summary.transactions.find(([, , x]) => x === xid)?.[0];
+}
+
+/**
+ * The LSN of the first restore point with the target's name, or of the end of the target
+ * transaction, at or after the oldest backup's first segment. RESTORE_TARGET when the archive does
+ * not hold it.
+ */
+export async function locateTarget(repo: Repository, target: { kind: 'xid' | 'name'; value: string }, manifests: readonly BackupManifest[]): Promise<Lsn> {
+  if (target.kind === 'xid' && !/^\d+$/.test(target.value)) throw new PgfError('USAGE', `--target-xid ${target.value} is not a transaction id (a whole number)`);
+  const segmentSize = repo.config.walSegmentSize;
+  const from = Math.min(...manifests.map((m) => Number(segmentNumber(m.walStart, segmentSize))));
+  const segments: SegmentObject[] = [];
+  for await (const object of repo.storage.list(keys.wal)) {
+    const match = /^wal\/[0-9A-F]{8}\/([0-9A-F]{24}(\.partial)?)\.zst$/.exec(object.key);
+    if (!match) continue;
+    const number = segmentNumber(match[1]!, segmentSize);
+    if (number >= BigInt(from)) segments.push({ key: object.key, size: object.size, name: match[1]!, number });
+  }
+  // In WAL order; at one position, the older timeline first (it was written first).
+  segments.sort((a, b) => (a.number === b.number ? (a.name < b.name ? -1 : 1) : a.number < b.number ? -1 : 1));
+  for (let at = 0; at < segments.length; at += searchBatch) {
+    const batch = segments.slice(at, at + searchBatch);
+    const found = await mapLimit(batch, searchBatch, async (segment) => {
+      const summary = await summaryOf(repo, segment);
+      return summary === undefined ? undefined : matches(summary, target);
+    });
+    const lsn = found.find((f) => f !== undefined);
+    if (lsn !== undefined) return parseLsn(lsn);
+  }
+  const what = target.kind === 'name' ? `restore point "${target.value}"` : `transaction ${target.value}`;
+  const range = segments.length > 0 ? `segments ${segments[0]!.name} to ${segments[segments.length - 1]!.name}` : 'no segment';
+  throw new PgfError('RESTORE_TARGET', `${what} is not in the archived WAL reachable from any backup (${range}): check the name or id, and that archiving works (pgforever info)`);
+}
