@@ -120,8 +120,9 @@ async function main(ctx) {
     limits.datasets = clean(limits.datasets) ?? {};
     results.limits = limits;
   }
-  // The incremental each tool took before the --delta restore is an incremental figure too.
-  if (results.restore?.deltaBackup) ((results.incr ??= {}).pgbench ??= {})['delta-change'] = results.restore.deltaBackup;
+  // The incremental each tool took before the --delta restore is an incremental figure too (only
+  // when the incremental figure is measured: its subsection is replaced as a whole).
+  if (want('incr') && results.restore?.deltaBackup) ((results.incr ??= {}).pgbench ??= {})['delta-change'] = results.restore.deltaBackup;
   await stopAllClusters();
 
   const meta = {

@@ -120,8 +120,9 @@ export async function archiveDrain(ctx) {
   }
   await world.cluster.query('DROP TABLE IF EXISTS walfill');
   await world.cluster.query('CHECKPOINT');
-  // The cluster's main tools archive from here on again.
+  // The cluster's main tools (if any) archive from here on again; else WAL is let go.
   if (world.pgbackrest) await world.archiveTo('pgbackrest');
+  else await world.cluster.setArchiveCommand('/bin/true');
   const result = { source, segmentsWanted: ctx.cfg.drainSegments, rounds: ctx.cfg.repeat };
   for (const name of DRAIN_COMMANDS) {
     const s = samples[name];

@@ -5,7 +5,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { TOOLS, TOOL_LABEL } from '../figures/backups.js';
 import { DRAIN_COMMANDS, DRAIN_LABEL } from '../figures/archive.js';
-import { MONTH_LABEL, MONTH_STRATEGIES } from '../figures/month.js';
+import { MONTH_LABEL, MONTH_STRATEGIES, RETAIN_BACKUPS } from '../figures/month.js';
 
 export const SECTION = '## pgforever vs pgBackRest (issue 8)';
 export const SUBSECTIONS = {
@@ -93,17 +93,18 @@ export function renderLimits(r, meta, drain) {
   return out.join('\n');
 }
 
-function backupRows(label, row, { stored = true } = {}) {
+function backupRows(label, row, meta) {
   const p = row.pgforever;
   const lines = [];
   for (const tool of TOOLS) {
     const m = row[tool];
-    const cells = [label, TOOL_LABEL[tool] + (tool === 'pgforever' && m.detection ? ` (${m.detection})` : '')];
+    // The row label once per group of tools: the table reads as one group per data set or workload.
+    const cells = [lines.length === 0 ? label : '', TOOL_LABEL[tool] + (tool === 'pgforever' && m?.detection ? ` (${m.detection})` : '')];
     if (!m || m.reason) {
       lines.push(reasonRow(cells, m?.reason ?? 'not measured', 12));
       continue;
     }
-    const vs = tool === 'pgforever' || p.reason ? ['', '', '', ''] : [ratio(p.wallS, m.wallS), ratio(p.cpuS, m.cpuS), ratio(p.readBytes, m.readBytes), stored ? ratio(p.storedBytes, m.storedBytes) : ''];
+    const vs = tool === 'pgforever' || p.reason ? ['', '', '', ''] : [ratio(p.wallS, m.wallS), ratio(p.cpuS, m.cpuS), meta.cachesDropped ? ratio(p.readBytes, m.readBytes) : '', ratio(p.storedBytes, m.storedBytes)];
     const range = m.samples > 1 ? ` (${sec(m.wallMin)}–${sec(m.wallMax)})` : '';
     lines.push(`| ${cells.join(' | ')} | ${sec(m.wallS)}${range} | ${sec(m.cpuS)} | ${memory(m)} | ${mb(m.readBytes)} | ${mb(m.rcharBytes)} | ${mb(m.storedBytes)} | ${vs.join(' | ')} |`);
   }
@@ -117,13 +118,14 @@ const BACKUP_HEAD = [
 
 export function renderFull(r, meta) {
   const out = [SUBSECTIONS.full, '', stamp(meta, `medians of ${meta.cfg.repeat} rounds, each into fresh repositories; wall range in parentheses`), '', ...BACKUP_HEAD];
-  for (const [name, row] of Object.entries(r)) out.push(...backupRows(`${name} (${mb(row.databaseBytes)} MB)`, row));
+  for (const [name, row] of Object.entries(r)) out.push(...backupRows(`${name} (${mb(row.databaseBytes)} MB)`, row, meta));
   out.push(
     '',
     `Each backup starts after the archiver is idle, a CHECKPOINT and ${cache(meta)}; the tool measured pushes WAL first in the`,
     'shared archive_command. CPU time and the largest process\'s peak RSS come from GNU time (children included); "all processes" is the',
     'RSS summed over the process tree, sampled every 100 ms; read from disk is read_bytes and read() is rchar of /proc/<pid>/io for the',
-    'whole tree; stored is the growth of the repository without its WAL. Ratios below 1 mean pgforever is faster / smaller.',
+    'whole tree; stored is the growth of the repository without its WAL. Ratios below 1 mean pgforever is faster / smaller (disk read',
+    'ratios only when the page cache was dropped).',
   );
   return out.join('\n');
 }
@@ -139,10 +141,15 @@ export function renderIncr(r, meta) {
   for (const [name, byWorkload] of Object.entries(r)) {
     for (const [workload, row] of Object.entries(byWorkload)) {
       const w = row.workload ? `, ${row.workload.seconds} s, 2 clients, ${row.workload.transactions} transactions` : '';
-      out.push(...backupRows(`${describe[workload] ?? `${name}: ${workload}`}${w}`, row));
+      out.push(...backupRows(`${describe[workload] ?? `${name}: ${workload}`}${w}`, row, meta));
     }
   }
-  out.push('', 'Each incremental is taken after the workload stops, against the previous backup of the same tool; measured as the full backups.');
+  out.push(
+    '',
+    'Each incremental is taken after the workload stops, against the previous backup of the same tool; measured as the full backups.',
+    "In parentheses, pgforever's change detection: `lsn` reads every relation file and hashes only extents with a page LSN at or after",
+    "the parent's start; `hash` hashes every extent; `full` is a first backup.",
+  );
   return out.join('\n');
 }
 
@@ -171,7 +178,8 @@ export function renderArchive(r, meta) {
     '',
     'The backlog piles up while archive_command is `/bin/false`; then ALTER SYSTEM sets the command, pg_reload_conf() wakes the archiver, and',
     'the time until pg_stat_archiver.archived_count has advanced by the backlog is taken from one connection polling every 10 ms. pgBackRest',
-    'pushes to one repository (zstd, level 3 default); `zstd -1` and `/bin/true` are the scale: no fsync, no checks.',
+    'pushes to one repository (zstd, level 3 default); `zstd -1` and `/bin/true` are the scale: no fsync, no checks. Ratios above 1 mean',
+    'pgforever drains faster.',
   );
   return out.join('\n');
 }
@@ -190,12 +198,13 @@ export function renderRestore(r, meta) {
     const p = r.pgforever[kind];
     for (const tool of TOOLS) {
       const m = r[tool][kind];
+      const label = tool === TOOLS[0] ? kinds[kind] : '';
       if (m.reason) {
-        out.push(reasonRow([kinds[kind], TOOL_LABEL[tool]], m.reason, 7));
+        out.push(reasonRow([label, TOOL_LABEL[tool]], m.reason, 7));
         continue;
       }
       const range = m.samples > 1 ? ` (${sec(m.wallMin)}–${sec(m.wallMax)})` : '';
-      out.push(`| ${kinds[kind]} | ${TOOL_LABEL[tool]} | ${sec(m.wallS)}${range} | ${sec(m.cpuS)} | ${memory(m)} | ${mb(m.readBytes)} | ${tool === 'pgforever' || p.reason ? '' : ratio(p.wallS, m.wallS)} |`);
+      out.push(`| ${label} | ${TOOL_LABEL[tool]} | ${sec(m.wallS)}${range} | ${sec(m.cpuS)} | ${memory(m)} | ${mb(m.readBytes)} | ${tool === 'pgforever' || p.reason ? '' : ratio(p.wallS, m.wallS)} |`);
     }
   }
   out.push(
@@ -229,7 +238,7 @@ export function renderMonth(r, meta) {
     `Realistic data, ${mb(r.databaseBytesStart)} MB at the start, ${mb(r.databaseBytesEnd)} MB after ${r.days} days. Each day: 0.5% of the docs updated`,
     '(one contiguous id range), 0.5% new docs, 1% new events; then one backup per strategy.',
     '',
-    '| strategy | backups (fulls) | stored MB, backups | WAL archived MB | stored / database | pgforever / this | backup wall s, whole month | CPU s |',
+    '| strategy | backups (fulls) | stored MB, backups | WAL stored MB | stored / database | pgforever / this | backup wall s, whole month | CPU s |',
     '|---|---|---|---|---|---|---|---|',
   ];
   for (const s of MONTH_STRATEGIES) {
@@ -238,12 +247,17 @@ export function renderMonth(r, meta) {
       out.push(reasonRow([MONTH_LABEL[s]], m.reason, 8));
       continue;
     }
-    const fulls = s === 'pgforever' ? '1' : String(m.fulls);
-    out.push(
-      `| ${MONTH_LABEL[s]} | ${m.backups} (${fulls}) | ${mb(m.storedBytes)} | ${mb(m.walBytes)} | ${ratio(m.storedBytes, r.databaseBytesEnd)} | ${s === 'pgforever' || p.reason ? '' : ratio(p.storedBytes, m.storedBytes)} | ${sec(m.wallS)} | ${sec(m.cpuS)} |`,
-    );
+    const backups = s.startsWith('pgforever') ? `${m.backups} (1)${m.kept === undefined ? '' : `, ${m.kept} kept`}` : `${m.backups} (${m.fulls})`;
+    const vs = s.startsWith('pgforever') || p.reason ? '' : ratio(p.storedBytes, m.storedBytes);
+    out.push(`| ${MONTH_LABEL[s]} | ${backups} | ${mb(m.storedBytes)} | ${mb(m.walBytes)} | ${ratio(m.storedBytes, r.databaseBytesEnd)} | ${vs} | ${sec(m.wallS)} | ${sec(m.cpuS)} |`);
   }
-  out.push('', 'No expiry: everything the month produced is kept. WAL is archived to every repository of the month.');
+  out.push(
+    '',
+    'Every repository is written by the same archive_command (WAL of the whole month) and nothing is expired, except in the `expire` row:',
+    `there, after each day's backup, \`pgforever expire\` keeps the newest ${RETAIN_BACKUPS} backups (a week of daily backups; the simulated days are`,
+    'minutes apart, so `--retain-days` would keep them all) and the WAL they need, and deletes garbage at once; its wall and CPU include',
+    'the expire runs. The ratio column compares pgforever keeping everything with each pgBackRest strategy, which keeps everything too.',
+  );
   return out.join('\n');
 }
 

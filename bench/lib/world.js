@@ -15,7 +15,10 @@ import { dropCaches, log } from './util.js';
 export function reasonOf(error) {
   if (error instanceof Unavailable) return error.message;
   if (error instanceof CommandFailed) {
-    const line = error.tail.split('\n').find((l) => l.trim()) ?? `exit ${error.code}`;
+    // pgforever's own message ("pgforever: CODE: ..."), or the error line of a Node.js crash (whose
+    // first line is only a source location).
+    const lines = error.tail.split('\n').map((l) => l.trim()).filter(Boolean);
+    const line = lines.find((l) => /^pgforever: |^\w*Error\b/.test(l)) ?? lines[0] ?? `exit ${error.code}`;
     return `failed: ${line.slice(0, 200)}`;
   }
   return `failed: ${String(error?.message ?? error).split('\n')[0].slice(0, 200)}`;
@@ -32,6 +35,8 @@ export class BenchCluster {
     /** Why pgforever cannot be measured on this cluster (null when it can). */
     this.pgforeverReason = null;
     this.pgforeverArchive = null;
+    /** archive_commands of further pgforever repositories (the month's expiring one). */
+    this.extraArchives = [];
     this.scripts = workloadScripts(dir, cfg.scale);
   }
 
@@ -55,19 +60,31 @@ export class BenchCluster {
     this.pgforever = pgforever;
     this.pgforeverReason = reason;
     this.pgforeverArchive = archive;
+    this.extraArchives = [];
     await this.archiveTo('pgbackrest');
     await pgbackrest.stanzaCreate();
   }
 
+  /** One more pgforever repository on this cluster, archived to beside the attached tools. */
+  async attachExtraPgforever(tag) {
+    const pgforever = new Pgforever(join(this.dir, `pgforever-${tag}`), this.cluster, { processMax: this.cfg.processMax });
+    await pgforever.init();
+    this.extraArchives.push(await pgforever.archiveCommand());
+    await this.archiveTo('pgbackrest');
+    return pgforever;
+  }
+
   /**
-   * archive_command pushing to both tools, the one being measured first (so neither backup waits on
-   * the other tool's push of its last segment); it fails, and PostgreSQL retries, unless both succeed.
+   * archive_command pushing to every attached tool, the one being measured first (so no backup waits
+   * on another tool's push of its last segment); all run, and PostgreSQL retries the segment unless
+   * all succeeded.
    */
   async archiveTo(first) {
+    const pgforever = [this.pgforeverArchive, ...this.extraArchives].filter(Boolean);
     const brCommand = this.pgbackrest.archiveCommand();
-    if (!this.pgforeverArchive) return this.cluster.setArchiveCommand(brCommand);
-    const [a, b] = first === 'pgforever' ? [this.pgforeverArchive, brCommand] : [brCommand, this.pgforeverArchive];
-    await this.cluster.setArchiveCommand(`${a}; rc=$?; ${b} && exit $rc`);
+    const all = first === 'pgforever' ? [...pgforever, brCommand] : [brCommand, ...pgforever];
+    if (all.length === 1) return this.cluster.setArchiveCommand(brCommand);
+    await this.cluster.setArchiveCommand(`rc=0; ${all.map((c) => `${c} || rc=$?`).join('; ')}; exit $rc`);
   }
 
   /**
