@@ -5,6 +5,7 @@
 import type { Storage } from '../storage/index.js';
 import { keys, type Repository } from '../repo/index.js';
 import { segmentNumber } from '../wal/names.js';
+import { lastArchivedTransaction } from '../wal/positions.js';
 
 export interface BackupInfo {
   id: string;
@@ -119,6 +120,8 @@ export async function repositoryInfo(repo: Repository, now = Date.now()): Promis
     wal.push({ timeline, first: start.name, last: previous.name, segments: Number(segmentNumber(previous.name, segmentSize) - segmentNumber(start.name, segmentSize)) + 1 });
     for (const segment of segments) if (newest === undefined || segment.modifiedMs > newest.modifiedMs) newest = segment;
   }
+  // Recovery to a time ends at a transaction end: the last archived one is the latest reachable time.
+  const lastTransaction = backups.length > 0 ? await lastArchivedTransaction(repo) : undefined;
   const repositoryBytes = all.reduce((n, o) => n + o.size, 0);
   const logicalBytes = backups.reduce((n, b) => n + b.logicalBytes, 0);
   const dataBytes = repositoryBytes - walBytes;
@@ -131,7 +134,7 @@ export async function repositoryInfo(repo: Repository, now = Date.now()): Promis
     walGaps,
     recoverable: {
       ...(backups[0] ? { earliest: backups[0].stopTime } : {}),
-      ...(backups.length > 0 && newest ? { latest: new Date(newest.modifiedMs).toISOString() } : {}),
+      ...(backups.length > 0 && newest ? { latest: lastTransaction?.time ?? new Date(newest.modifiedMs).toISOString() } : {}),
     },
     archive: newest ? { newestSegment: newest.name, newestAt: new Date(newest.modifiedMs).toISOString(), ageSeconds: Math.round((now - newest.modifiedMs) / 1000) } : {},
     sizes: { repositoryBytes, walBytes, logicalBytes, dedupRatio: dataBytes > 0 ? +(logicalBytes / dataBytes).toFixed(2) : 0 },

@@ -17,7 +17,7 @@ import { restoreFile } from './file.js';
 import { renderBackupManifest, type ManifestFile as PgManifestFile } from './backup-manifest.js';
 import { crc32cAppend } from '../native/index.js';
 import { withRecoverySettings, type RecoveryOptions, type RecoveryTarget } from './recovery.js';
-import { locateTarget } from './targets.js';
+import { lastArchivedTransaction, locateTarget } from '../wal/positions.js';
 
 export interface RestoreRequest {
   pgdata: string;
@@ -110,6 +110,16 @@ export function chooseBackup(manifests: readonly BackupManifest[], target: Recov
 /** Refuses a time or LSN target past the newest archived WAL: recovery could never reach it. */
 async function checkTargetArchived(repo: Repository, target: RecoveryTarget): Promise<void> {
   if (target.kind !== 'time' && target.kind !== 'lsn') return;
+  if (target.kind === 'time') {
+    // Times are kept to the millisecond: only a target past the last one's millisecond is refused.
+    const last = await lastArchivedTransaction(repo);
+    if (last !== undefined && Date.parse(target.value) > Date.parse(last.time)) {
+      throw new PgfError(
+        'RESTORE_TARGET',
+        `target time ${target.value} is beyond the archived WAL: the last archived transaction ended at ${last.time} (LSN ${last.lsn}, segment ${last.segment}), and recovery stops only at a transaction that ended after the target; pick an earlier time, or leave out the target to recover all archived WAL`,
+      );
+    }
+  }
   const newest = await newestArchivedSegment(repo);
   const window = newest ? `the recoverable window ends with segment ${newest.name} (stored ${newest.storedAt.toISOString()}, up to LSN ${formatLsn(newest.endLsn)})` : 'no WAL is archived';
   if (target.kind === 'time' && (newest === undefined || Date.parse(target.value) > newest.storedAt.getTime())) {

@@ -100,7 +100,7 @@ describe('point-in-time recovery', () => {
     const byId = (id: number) => commits.find((c) => c.phase === 'one' && c.id === id)!;
     const nowhere = await makeServerUserDir('pgf-pitr-refused-');
     dirs.push(nowhere);
-    await expect(pgforever(source, ['restore', '--pgdata', join(nowhere, 'data'), '--target-time', '2999-01-01 00:00:00+00'])).rejects.toThrow(/RESTORE_TARGET: target time .* is beyond the archived WAL: the recoverable window ends with segment/);
+    await expect(pgforever(source, ['restore', '--pgdata', join(nowhere, 'data'), '--target-time', '2999-01-01 00:00:00+00'])).rejects.toThrow(/RESTORE_TARGET: target time .* is beyond the archived WAL: the last archived transaction ended at /);
     await expect(pgforever(source, ['restore', '--pgdata', join(nowhere, 'data'), '--target-time', byId(5).at])).rejects.toThrow(/RESTORE_TARGET: target time .* is before the oldest backup finished/);
     await writeFile(join(nowhere, 'stray'), 'x');
     await expect(pgforever(source, ['restore', '--pgdata', nowhere])).rejects.toThrow(/RESTORE_TARGET_DIR: .* is not empty: restore into an empty directory, or pass --delta/);

@@ -1,16 +1,17 @@
 /**
- * Where a named restore point or a transaction id lies in the archived WAL, from the summaries
- * archive-push stored with each segment (a segment stored without one is read and summarised here).
- * Knowing the position lets restore pick the newest backup before it, and refuse a target the WAL
- * does not hold before PostgreSQL replays everything to find out.
+ * Where things lie in the archived WAL (a named restore point, a transaction's end, the last
+ * transaction end), from the summaries archive-push stored with each segment; a segment stored
+ * without one is read and summarised here. Knowing the position lets restore pick the newest backup
+ * before it, and refuse a target the WAL does not hold before PostgreSQL replays everything to find
+ * out.
  */
 import { PgfError, isPgfError } from '../errors/index.js';
 import { keys, type BackupManifest, type Repository } from '../repo/index.js';
 import { parseLsn, type Lsn } from '../pg/lsn.js';
 import { mapLimit } from '../concurrency/map-limit.js';
-import { parseWalFileName, segmentNumber } from '../wal/names.js';
-import { decodeWalObject, loadWalDescription } from '../wal/repository.js';
-import { previousSegmentName, segmentTail, summarizeSegmentFile, type StoredWalSummary } from '../wal/summary.js';
+import { parseWalFileName, segmentNumber } from './names.js';
+import { decodeWalObject, loadWalDescription } from './repository.js';
+import { previousSegmentName, segmentTail, summarizeSegmentFile, type StoredWalSummary } from './summary.js';
 
 interface SegmentObject {
   key: string;
@@ -84,4 +85,34 @@ export async function locateTarget(repo: Repository, target: { kind: 'xid' | 'na
   const what = target.kind === 'name' ? `restore point "${target.value}"` : `transaction ${target.value}`;
   const range = segments.length > 0 ? `segments ${segments[0]!.name} to ${segments[segments.length - 1]!.name}` : 'no segment';
   throw new PgfError('RESTORE_TARGET', `${what} is not in the archived WAL reachable from any backup (${range}): check the name or id, and that archiving works (pgforever info)`);
+}
+
+/** How far back from the newest segment the last transaction end is looked for. */
+const lastTransactionSearchSegments = 512;
+
+/**
+ * The last transaction end in the archived WAL (looking back from the newest segment), or undefined
+ * when the newest segments hold none. Recovery to a time stops at the first transaction that ended
+ * after it: a time after the last one can never be reached.
+ */
+export async function lastArchivedTransaction(repo: Repository): Promise<{ time: string; lsn: string; segment: string } | undefined> {
+  const segmentSize = repo.config.walSegmentSize;
+  const segments: SegmentObject[] = [];
+  for await (const object of repo.storage.list(keys.wal)) {
+    const match = /^wal\/[0-9A-F]{8}\/([0-9A-F]{24})\.zst$/.exec(object.key);
+    if (match) segments.push({ key: object.key, size: object.size, name: match[1]!, number: segmentNumber(match[1]!, segmentSize) });
+  }
+  segments.sort((a, b) => (a.number === b.number ? (a.name < b.name ? 1 : -1) : a.number < b.number ? 1 : -1));
+  const recent = segments.slice(0, lastTransactionSearchSegments);
+  for (let at = 0; at < recent.length; at += searchBatch) {
+    const batch = recent.slice(at, at + searchBatch);
+    const found = await mapLimit(batch, searchBatch, async (segment) => {
+      const summary = (await loadWalDescription(repo, segment.key, segment.size)).summary;
+      const last = summary?.transactions.at(-1);
+      return last === undefined ? undefined : { time: last[3], lsn: last[0], segment: segment.name };
+    });
+    const newest = found.find((f) => f !== undefined);
+    if (newest !== undefined) return newest;
+  }
+  return undefined;
 }
