@@ -8,7 +8,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { quoteLiteral } from '../lib/cluster.js';
 import { PgBackRest } from '../lib/pgbackrest.js';
 import { Pgforever } from '../lib/pgforever.js';
-import { chownToServer } from '../lib/proc.js';
+import { chownToServer, killProcessesUnder } from '../lib/proc.js';
 import { median, log } from '../lib/util.js';
 import { reasonOf, useCluster } from '../lib/world.js';
 
@@ -21,10 +21,21 @@ export const DRAIN_LABEL = {
   pgforever: 'pgforever: what `pgforever archive-command` prints',
 };
 
+/**
+ * Stops the cluster's pgforever archive daemons. A live one watches archive_status and pushes every
+ * .ready file as it appears, so it would archive the backlog while archiving is meant to be down
+ * (and load the machine during the other commands' drains).
+ */
+async function stopArchiveDaemons(world) {
+  const left = await killProcessesUnder(world.dir, { select: (p) => p.cmdline.includes(' archive-daemon ') });
+  if (left.length > 0) log(`killed ${left.length} archive daemons that ignored SIGTERM`);
+}
+
 /** Fills the backlog: WAL written while archiving fails, until `segments` are waiting. */
 async function fillBacklog(world, segments, source) {
   const cluster = world.cluster;
   await cluster.setArchiveCommand('/bin/false');
+  await stopArchiveDaemons(world);
   if (source === 'realistic') {
     await cluster.query('CREATE TABLE IF NOT EXISTS walfill (LIKE docs)');
     const [{ max }] = await cluster.query('SELECT max(id)::bigint AS max FROM docs');
@@ -41,6 +52,8 @@ async function fillBacklog(world, segments, source) {
     }
   }
   await cluster.query('SELECT pg_switch_wal()');
+  // Again: one the archiver started before it read the new archive_command would push the backlog.
+  await stopArchiveDaemons(world);
   return cluster.readyCount();
 }
 

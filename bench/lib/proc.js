@@ -266,14 +266,18 @@ export function killChildren() {
   }
 }
 
-/** Kills (by pid) what still runs under `dir`: TERM, then KILL after a grace period. */
-export async function killProcessesUnder(dir, graceMs = 3000) {
-  let left = processesUnder(dir);
+/**
+ * Kills (by pid) what still runs under `dir`, or only the processes `select` picks among them: TERM,
+ * then KILL after a grace period.
+ */
+export async function killProcessesUnder(dir, { graceMs = 3000, select = () => true } = {}) {
+  const find = () => processesUnder(dir).filter(select);
+  let left = find();
   for (const { pid } of left) signal(pid, 'SIGTERM');
   const deadline = Date.now() + graceMs;
   while (left.length > 0 && Date.now() < deadline) {
     await delay(100);
-    left = processesUnder(dir);
+    left = find();
   }
   for (const { pid } of left) signal(pid, 'SIGKILL');
   return left;
