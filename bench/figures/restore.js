@@ -43,8 +43,13 @@ async function measureRestore(world, tool, pgdata, options) {
   }
 }
 
-/** Starts a restored directory on a free port (archiving off) and waits until it is promoted and answers. */
-async function startAndQuery(world, pgdata) {
+/**
+ * Starts a restored directory on a free port (archiving off), waits until it is promoted and answers,
+ * then checks that recovery stopped at `target`: the newest pgbench_history row (stamped with its
+ * transaction's start) is not after it, and within 2 s before it (the workload commits hundreds of
+ * times a second), so a stop at the end of the backup or of the WAL is caught.
+ */
+async function startAndQuery(world, pgdata, target) {
   const restored = new Cluster(join(pgdata, '..'), { pgdata, port: await freePort() });
   restored.socketDir = join(world.dir, 'sock-restored');
   restored.logFile = join(world.dir, 'restored.log');
@@ -65,7 +70,10 @@ async function startAndQuery(world, pgdata) {
       },
       { deadlineMs: 30 * 60_000, intervalMs: 20, what: 'the restored server to answer' },
     );
-    return Number(process.hrtime.bigint() - t0) / 1e9;
+    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    const [{ before }] = await restored.query('SELECT extract(epoch FROM $1::timestamptz - max(mtime)::timestamptz)::float8 AS before FROM pgbench_history', [target]);
+    if (!(before >= 0 && before < 2)) throw new Error(`recovery did not stop at the target ${target}: the newest history row is ${before} s before it`);
+    return seconds;
   } finally {
     await restored.stop('immediate');
   }
@@ -120,7 +128,7 @@ export async function restores(ctx) {
         continue;
       }
       try {
-        const startS = await startAndQuery(world, pgdata);
+        const startS = await startAndQuery(world, pgdata, t);
         pitr[tool].push({ restoreS: r.wallS, startS, wallS: r.wallS + startS });
         log(`PITR ${tool}: restore ${r.wallS.toFixed(2)} s + recovery ${startS.toFixed(2)} s`);
       } catch (error) {

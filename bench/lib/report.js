@@ -211,6 +211,7 @@ export function renderRestore(r, meta) {
     '',
     `Time to usable data, point-in-time restore: restore with a time target inside the WAL of ${r.pitrSeconds} s of the hot-set workload written after the`,
     'newest backup, start PostgreSQL (archiving off), recover to the target, promote, until `SELECT sum(bbalance) FROM pgbench_branches` answers.',
+    'Each restored server is then checked to have stopped at the target (its newest pgbench_history row at most 2 s before it, none after).',
     '',
     '| tool | restore s | start + recovery + promotion s | time to usable data s | pgforever / this |',
     '|---|---|---|---|---|',
