@@ -86,8 +86,11 @@ async function main(ctx) {
   const failures = [];
   // A figure that fails is reported as such; the others still run.
   const step = async (name, fn) => {
+    const t0 = Date.now();
     try {
-      return await fn();
+      const result = await fn();
+      log(`${name} done in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+      return result;
     } catch (error) {
       log(`${name} failed: ${error.stack ?? error}`);
       failures.push(`${name}: ${String(error.message ?? error).split('\n')[0]}`);
@@ -158,7 +161,8 @@ async function main(ctx) {
     'file-level incremental in one repository and block incremental (`repo-bundle=y`, `repo-block=y`, `beta=y` on 2.45) in another.',
     'pgforever runs as `node bin/pgforever.js <command> --repo DIR` with PGHOST/PGPORT/PGUSER, and archives with exactly what',
     '`pgforever archive-command` prints. A figure pgforever cannot give yet says why instead of a number. Each subsection below',
-    'says when and how it was measured; a run of a few figures replaces only those.',
+    'says when and how it was measured, and the command that reproduces it (run as root in the checkout; servers and tools then run as',
+    'the pgforever-test user that bench/setup.sh creates); a run of a few figures replaces only those.',
   ].join('\n');
   writeResults(cfg.results, preamble, sections);
   log(`wrote ${cfg.results} in ${(meta.runSeconds / 60).toFixed(1)} min`);

@@ -31,8 +31,11 @@ function reasonRow(cells, reason, width) {
 
 const cache = (meta) => (meta.cachesDropped ? 'with the page cache dropped' : 'with the page cache NOT dropped (DROP_CACHES=0 or not root: data read from memory)');
 
+const medians = (rounds, what) => (rounds > 1 ? `medians of ${rounds} rounds; ${what} range in parentheses` : 'single runs');
+
 function stamp(meta, what) {
-  return `Measured ${meta.date} at SCALE=${meta.cfg.scale}, REPEAT=${meta.cfg.repeat} (${what}), pgforever ${meta.versions.pgforever}. Command: \`${meta.command}\``;
+  const v = meta.versions;
+  return `Measured ${meta.date} at SCALE=${meta.cfg.scale}, REPEAT=${meta.cfg.repeat} (${what}); pgforever ${v.pgforever}, pgBackRest ${v.pgbackrest}, PostgreSQL ${v.postgresql}, machine as in "Machine and versions". Command: \`${meta.command}\``;
 }
 
 export function renderMachine(meta) {
@@ -117,7 +120,7 @@ const BACKUP_HEAD = [
 ];
 
 export function renderFull(r, meta) {
-  const out = [SUBSECTIONS.full, '', stamp(meta, `medians of ${meta.cfg.repeat} rounds, each into fresh repositories; wall range in parentheses`), '', ...BACKUP_HEAD];
+  const out = [SUBSECTIONS.full, '', stamp(meta, `${medians(meta.cfg.repeat, 'wall')}; every round backs up into fresh repositories`), '', ...BACKUP_HEAD];
   for (const [name, row] of Object.entries(r)) out.push(...backupRows(`${name} (${mb(row.databaseBytes)} MB)`, row, meta));
   out.push(
     '',
@@ -158,7 +161,7 @@ export function renderArchive(r, meta) {
   const out = [
     SUBSECTIONS.archive,
     '',
-    stamp(meta, `medians of ${r.rounds} rounds; segments/s range in parentheses`),
+    stamp(meta, medians(r.rounds, 'segments/s')),
     '',
     `WAL source: ${r.source === 'realistic' ? 'INSERTs copying rows of the realistic docs table' : 'INSERTs copying pgbench_accounts rows'}; 16 MiB segments; backlog of about ${r.segmentsWanted} segments.`,
     '',
@@ -189,7 +192,7 @@ export function renderRestore(r, meta) {
     '| restore | tool | wall s | CPU s | peak RSS MiB, all processes (largest) | read from disk MB | pgforever / this: wall |',
     '|---|---|---|---|---|---|---|',
   ];
-  const out = [SUBSECTIONS.restore, '', stamp(meta, `medians of ${r.rounds} rounds; wall range in parentheses`), '', ...head];
+  const out = [SUBSECTIONS.restore, '', stamp(meta, medians(r.rounds, 'wall')), '', ...head];
   const kinds = {
     full: `full restore of the same backup into an empty directory (pgbench, ${mb(r.databaseBytes)} MB)`,
     delta: '`--delta` restore over that directory after 1% of the accounts changed and a new backup',
@@ -237,7 +240,7 @@ export function renderMonth(r, meta) {
     stamp(meta, 'single run'),
     '',
     `Realistic data, ${mb(r.databaseBytesStart)} MB at the start, ${mb(r.databaseBytesEnd)} MB after ${r.days} days. Each day: 0.5% of the docs updated`,
-    '(one contiguous id range), 0.5% new docs, 1% new events; then one backup per strategy.',
+    '(one contiguous id range), 0.5% new docs, 1% new events (percentages of the rows loaded at SCALE); then one backup per strategy.',
     '',
     '| strategy | backups (fulls) | stored MB, backups | WAL stored MB | stored / database | pgforever / this | backup wall s, whole month | CPU s |',
     '|---|---|---|---|---|---|---|---|',
