@@ -128,7 +128,8 @@ export function renderFull(r, meta) {
     'shared archive_command. CPU time and the largest process\'s peak RSS come from GNU time (children included); "all processes" is the',
     'RSS summed over the process tree, sampled every 100 ms; read from disk is read_bytes and read() is rchar of /proc/<pid>/io for the',
     'whole tree; stored is the growth of the repository without its WAL. Ratios below 1 mean pgforever is faster / smaller (disk read',
-    'ratios only when the page cache was dropped).',
+    'ratios only when the page cache was dropped). The two pgBackRest rows are full backups into its two repositories, named by the',
+    'incrementals that follow them there (the block one also bundles small files).',
   );
   return out.join('\n');
 }
@@ -228,7 +229,11 @@ export function renderRestore(r, meta) {
     }
     out.push(`| ${TOOL_LABEL[tool]} | ${sec(m.restoreS)} | ${sec(m.startS)} | ${sec(m.wallS)} | ${tool === 'pgforever' || p.reason ? '' : ratio(p.wallS, m.wallS)} |`);
   }
-  out.push('', `Each restore starts ${cache(meta)}; the pgBackRest rows restore from the repository with that incremental type.`);
+  out.push(
+    '',
+    `Each restore starts ${cache(meta)}; the pgBackRest rows restore from the repository with that incremental type. Ratios below 1`,
+    'mean pgforever is faster.',
+  );
   return out.join('\n');
 }
 
