@@ -49,7 +49,7 @@ export function registerRestoreCommands(program: Command): void {
       .option('--target-action <action>', 'promote, pause or shutdown at the target')
       .option('--target-timeline <timeline>', 'latest, current or a timeline number')
       .option('--type <type>', "'standby' writes standby.signal instead of recovery.signal")
-      .option('--delta', 'update an existing directory in place, writing only extents that differ')
+      .option('--delta', 'update an existing directory in place: files with the size and mtime the backup recorded are kept, others compared extent by extent')
       .option('--tablespace-map <oid=dir>', 'restore a tablespace to another directory (repeatable)', collect, [])
       .option('--db-include <name>', 'restore only this database (repeatable); the others come back empty, to be dropped', collect, []),
     { json: true },

@@ -18,6 +18,8 @@ export interface FileRestoreOptions {
   source: ExtentSource;
   delta: boolean;
   mode: number;
+  /** The source file's modification time, given to the restored file: a later --delta trusts it. */
+  mtimeMs: number;
   /** Extents fetched per request batch (bounds memory: batch × 128 KiB). */
   batchExtents: number;
 }
@@ -35,7 +37,7 @@ const zeros = Buffer.alloc(EXTENT_BYTES);
 async function existingIds(handle: FileHandle, size: number, key: Buffer): Promise<(Buffer | null)[]> {
   const ids: (Buffer | null)[] = [];
   const chunkBytes = 64 * EXTENT_BYTES;
-  const buffer = Buffer.allocUnsafe(chunkBytes);
+  const buffer = Buffer.allocUnsafe(Math.min(chunkBytes, size));
   for (let offset = 0; offset < size; offset += chunkBytes) {
     const { bytesRead } = await handle.read(buffer, 0, Math.min(chunkBytes, size - offset), offset);
     if (bytesRead === 0) break;
@@ -43,7 +45,7 @@ async function existingIds(handle: FileHandle, size: number, key: Buffer): Promi
     const hashed = await extentIds(chunk, key);
     hashed.forEach((id, i) => {
       const piece = chunk.subarray(i * EXTENT_BYTES, (i + 1) * EXTENT_BYTES);
-      ids.push(piece.every((b) => b === 0) ? null : Buffer.from(id));
+      ids.push(piece.equals(zeros.subarray(0, piece.length)) ? null : id);
     });
   }
   return ids;
@@ -114,6 +116,7 @@ export async function restoreFile(path: string, size: number, extents: readonly 
       result.crc32c = crc;
     }
     await handle.chmod(options.mode);
+    await handle.utimes(options.mtimeMs / 1000, options.mtimeMs / 1000);
     await handle.sync();
   } finally {
     await handle.close();

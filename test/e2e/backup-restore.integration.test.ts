@@ -121,6 +121,22 @@ describe.each([15, 17] as PgVersion[])('backup and restore on PostgreSQL %i', (v
       await cluster.destroy();
     }
 
+    // --delta over a restore of the full backup: unchanged files are left alone, the rest compared
+    // extent by extent, and the result is the incremental's data.
+    const deltaDir = await makeServerUserDir('pgf-delta-');
+    scratch.push(deltaDir);
+    const [space] = await source.query<{ oid: number }>(`SELECT oid::int AS oid FROM pg_tablespace WHERE spcname = 'fast'`);
+    const deltaArgs = ['--pgdata', join(deltaDir, 'data'), '--tablespace-map', `${space!.oid}=${join(deltaDir, 'fast')}`, '--target', 'immediate'];
+    const fresh = JSON.parse(await pgforever(['restore', '--json', ...deltaArgs, '--set', full.id])) as { extentsWritten: number };
+    const delta = JSON.parse(await pgforever(['restore', '--delta', '--json', ...deltaArgs, '--set', incr2.id])) as { filesKept: number; extentsWritten: number };
+    expect(delta.filesKept).toBeGreaterThan(500);
+    expect(delta.extentsWritten).toBeLessThan(fresh.extentsWritten / 2);
+    const deltaCluster = await startClusterFromDirectory(join(deltaDir, 'data'));
+    restored.push(deltaCluster);
+    await waitFor(async () => (await deltaCluster.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r'))[0]?.r === false, { deadlineMs: 120_000, what: 'recovery after --delta' });
+    expect(await digest(deltaCluster)).toEqual(atIncr2);
+    await deltaCluster.destroy();
+
     const partial = await restoreInto(['--db-include', 'postgres']);
     expect(await digest(partial)).toEqual(latest);
     await partial.query('DROP DATABASE other');

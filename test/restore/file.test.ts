@@ -37,12 +37,14 @@ describe('restoreFile', () => {
     const content = Buffer.concat([randomBytes(EXTENT_BYTES), Buffer.alloc(8 * EXTENT_BYTES), randomBytes(5000)]);
     const { extents, byId } = await layout(content);
     const target = join(dir, 'f');
-    const result = await restoreFile(target, content.length, extents, { key, source: new CountingSource(byId), delta: false, mode: 0o600, batchExtents: 4 });
+    const result = await restoreFile(target, content.length, extents, { key, source: new CountingSource(byId), delta: false, mode: 0o600, mtimeMs: 1_700_000_000_123.5, batchExtents: 4 });
     expect(result.extentsWritten).toBe(2);
     expect((await readFile(target)).equals(content)).toBe(true);
     const st = await stat(target);
     expect(st.blocks * 512).toBeLessThan(content.length);
     expect(st.mode & 0o777).toBe(0o600);
+    // The source's mtime, for a later --delta to trust.
+    expect(Math.abs(st.mtimeMs - 1_700_000_000_123.5)).toBeLessThan(0.001);
   });
 
   it('with delta, writes only extents that differ and zeroes stale bytes', async () => {
@@ -56,7 +58,7 @@ describe('restoreFile', () => {
     stale.fill(9, 3 * EXTENT_BYTES + 10, 3 * EXTENT_BYTES + 20);
     await writeFile(target, Buffer.concat([stale, randomBytes(1000)]));
     const source = new CountingSource(byId);
-    const result = await restoreFile(target, content.length, extents, { key, source, delta: true, mode: 0o600, batchExtents: 4 });
+    const result = await restoreFile(target, content.length, extents, { key, source, delta: true, mode: 0o600, mtimeMs: 1_700_000_000_123.5, batchExtents: 4 });
     expect(result.extentsWritten).toBe(2);
     expect(result.extentsKept).toBe(3);
     expect(source.fetched).toBe(1);
@@ -74,7 +76,7 @@ describe('restoreFile checksum', () => {
     const ids = await extentIds(content, key);
     const extents = ids.map((id, i) => (content.subarray(i * EXTENT_BYTES, (i + 1) * EXTENT_BYTES).every((b) => b === 0) ? null : Buffer.from(id)));
     const byId = new Map(extents.flatMap((id, i) => (id ? [[id.toString('hex'), Buffer.from(content.subarray(i * EXTENT_BYTES, (i + 1) * EXTENT_BYTES))] as const] : [])));
-    const result = await restoreFile(join(dir, 'f'), content.length, extents, { key, source: new CountingSource(new Map(byId)), delta: false, mode: 0o600, batchExtents: 2 });
+    const result = await restoreFile(join(dir, 'f'), content.length, extents, { key, source: new CountingSource(new Map(byId)), delta: false, mode: 0o600, mtimeMs: 1_700_000_000_123.5, batchExtents: 2 });
     expect(result.crc32c).toBe(crc32cAppend(0, content));
   });
 });
