@@ -110,7 +110,7 @@ export function registerArchiveCommands(program: Command): void {
       await runArchiveDaemon({
         spool,
         location: repo.location,
-        pusher: new WalPusher(repo, { parallel: settings.processMax, log, spool }),
+        pusher: new WalPusher(repo, { parallel: settings.processMax, log, spool, pushAheadWindowMs: 10_000 }),
         fetcher: new WalFetcher(repo, { parallel: settings.processMax, prefetch: flags.prefetch ?? settings.processMax * 4, spool, log }),
         idleExitMs: (flags.idleExit ?? DEFAULT_IDLE_EXIT_S) * 1000,
         // Answer a little before the client stops waiting, so PostgreSQL's log gets the reason.

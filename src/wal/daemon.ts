@@ -3,7 +3,9 @@
  * call and talks to over `pusher.sock` in the spool (protocol in crates/archive-client/src/daemon.rs).
  * It holds the spool lock for its whole life through its standard input, which the client opened
  * and locked; it watches `archive_status` to push files as soon as PostgreSQL marks them ready,
- * and exits after a spell without requests or work.
+ * but only while PostgreSQL keeps asking it to archive: once archive_command points elsewhere (or
+ * to /bin/false for a planned outage) pushing ahead stops (the pusher's `pushAheadWindowMs`). It exits after
+ * a spell without requests or work.
  */
 import { fstatSync, watch, type FSWatcher } from 'node:fs';
 import { rm, stat } from 'node:fs/promises';

@@ -24,6 +24,12 @@ export interface PushOptions {
   spool?: Spool;
   /** Ready files to push ahead in this engine's life (the daemon: unlimited). */
   aheadLimit?: number;
+  /**
+   * Push ahead only this long after the last push request. The daemon sets it: PostgreSQL keeps
+   * asking only while archive_command points at us, and a user who switched it (to another
+   * repository, or to /bin/false for a planned outage) must see archiving stop.
+   */
+  pushAheadWindowMs?: number;
 }
 
 /**
@@ -100,6 +106,7 @@ export class WalPusher {
    */
   private readonly tails = new Map<string, Buffer>();
   private walDir: string | undefined;
+  private lastRequest = 0;
   private ready: string[] = [];
   private scanning = false;
   private rescan = false;
@@ -119,6 +126,7 @@ export class WalPusher {
   /** Archives the file at `path` (PostgreSQL's %p) and pushes ahead the ready files beside it. */
   push(path: string): Promise<StoreOutcome> {
     const name = basename(path);
+    this.lastRequest = Date.now();
     this.walDir ??= dirname(path);
     this.requested.add(name);
     const running = this.inFlight.get(name);
@@ -189,6 +197,11 @@ export class WalPusher {
     return outcome;
   }
 
+  private aheadAllowed(): boolean {
+    const window = this.options.pushAheadWindowMs;
+    return window === undefined || Date.now() - this.lastRequest < window;
+  }
+
   private keepTail(name: string, content: Buffer): void {
     this.tails.set(name, Buffer.from(segmentTail(content)));
     for (const old of this.tails.keys()) {
@@ -206,7 +219,7 @@ export class WalPusher {
     try {
       do {
         this.rescan = false;
-        while (this.inFlight.size < this.options.parallel && this.aheadLeft > 0) {
+        while (this.inFlight.size < this.options.parallel && this.aheadLeft > 0 && this.aheadAllowed()) {
           const next = await this.nextReady();
           if (next === undefined) break;
           this.aheadLeft--;

@@ -4,6 +4,7 @@
  * segment must equal the original; re-pushes, conflicts, bad input and archive-get behave as the
  * CLI contract says.
  */
+import { existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +13,8 @@ import { PosixStorage } from '../../src/storage/posix.js';
 import { Repository } from '../../src/repo/index.js';
 import { parseWalFileName } from '../../src/wal/names.js';
 import { defaultSpool } from '../../src/wal/spool.js';
+import { WalPusher } from '../../src/wal/push.js';
+import { createLogger } from '../../src/log/index.js';
 import { decodeWalObject, loadWalFile, walObjectKey } from '../../src/wal/repository.js';
 import type { StoredWalSummary } from '../../src/wal/summary.js';
 import { grantToServerUser, makeServerUserDir, run } from '../support/os-user.js';
@@ -236,5 +239,37 @@ describe('archiving through what archive-command prints (PostgreSQL 15)', () => 
     const partial = (await readdir(join(standby.pgdata, 'pg_wal'))).find((f) => f.endsWith('.partial'))!;
     expect(partial).toMatch(/^00000001[0-9A-F]{16}\.partial$/);
     expect((await archivedCopy(partial)).equals(await readFile(join(standby.pgdata, 'pg_wal', partial)))).toBe(true);
+  });
+
+  it('pushes ready files ahead only while PostgreSQL keeps asking', async () => {
+    // archive_command switched away (a planned outage): segments pile up as .ready.
+    await cluster.query(`ALTER SYSTEM SET archive_command = '/bin/false'`);
+    await cluster.query('SELECT pg_reload_conf()');
+    const names: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      await cluster.query(`INSERT INTO filler SELECT g, 'outage ${i}' FROM generate_series(1, 100) g`);
+      names.push(await cluster.switchWal());
+    }
+    const status = join(cluster.pgdata, 'pg_wal', 'archive_status');
+    await waitFor(async () => names.every((n) => existsSync(join(status, `${n}.ready`))), { what: 'the segments to be ready' });
+    const side = await Repository.init(new PosixStorage(join(scratch, 'ahead')), { ...repo.config, compressLevel: 1 });
+    const log = createLogger('silent');
+    const path = (name: string) => join(cluster.pgdata, 'pg_wal', name);
+    const stored = async (name: string) => (await loadWalFile(side, parseWalFileName(name)!)) !== undefined;
+
+    // The daemon's pusher: asked once, it has pushed nothing ahead once the window has passed.
+    const idle = new WalPusher(side, { parallel: 2, log, pushAheadWindowMs: 0 });
+    await idle.push(path(names[0]!));
+    await idle.settle();
+    expect([await stored(names[0]!), await stored(names[1]!), await stored(names[2]!)]).toEqual([true, false, false]);
+    // While requests keep coming, the ready files beside the requested one go too.
+    const asked = new WalPusher(side, { parallel: 2, log, pushAheadWindowMs: 60_000 });
+    await asked.push(path(names[0]!));
+    await asked.settle();
+    expect([await stored(names[1]!), await stored(names[2]!)]).toEqual([true, true]);
+
+    await cluster.query(`ALTER SYSTEM SET archive_command = '${commands.archive_command.replace(/'/g, "''")}'`);
+    await cluster.query('SELECT pg_reload_conf()');
+    await cluster.waitForArchived(names[2]!, { deadlineMs: 60_000 });
   });
 });
