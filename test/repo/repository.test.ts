@@ -1,40 +1,11 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openStorage, type Storage } from '../../src/storage/index.js';
-import { S3Storage } from '../../src/storage/s3.js';
-import { startS3Server, type S3Server } from '../support/s3server.js';
+import { describe, expect, it } from 'vitest';
+import { storageBackends } from '../support/backends.js';
 import { Repository, acquireLease, keys } from '../../src/repo/index.js';
 import { compressFrame, extentId } from '../../src/native/index.js';
 import { isPgfError } from '../../src/errors/index.js';
 
-const dirs: string[] = [];
-let s3: S3Server;
-beforeAll(async () => {
-  s3 = await startS3Server();
-});
-afterAll(async () => {
-  await s3?.stop();
-  for (const dir of dirs) await rm(dir, { recursive: true, force: true });
-});
-
-const backends: [string, () => Promise<Storage>][] = [
-  [
-    'posix',
-    async () => {
-      const dir = await mkdtemp(join(tmpdir(), 'pgf-repo-'));
-      dirs.push(dir);
-      return openStorage(dir);
-    },
-  ],
-  [
-    's3',
-    async () =>
-      new S3Storage({ bucket: s3.bucket, prefix: `repo-${randomBytes(4).toString('hex')}`, endpoint: s3.endpoint, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey }),
-  ],
-];
+const backends = storageBackends('pgf-repo');
 
 describe.each(backends)('repository on %s', (_backend, openBackend) => {
 async function freshRepo() {
