@@ -25,7 +25,6 @@ import {
   readGcMarks,
   readPackFooter,
   writeGcMark,
-  writeIndexDelta,
   type BackupManifest,
   type GcMark,
   type IndexEntry,

@@ -88,7 +88,7 @@ describe('point-in-time recovery', () => {
 
   it('restores exactly to times, LSNs, xids and named restore points across backups and timelines', async () => {
     await commitRows(source, 20, 'one');
-    const backupA = JSON.parse(await pgforever(source, ['backup', '--json'])) as { id: string };
+    await pgforever(source, ['backup', '--json']);
     await commitRows(source, 20, 'one');
     await source.query(`SELECT pg_create_restore_point('before-reports')`);
     const dumpAtPoint = await dump(source);

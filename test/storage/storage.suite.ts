@@ -27,7 +27,6 @@ export interface Backend {
   multipartSize: number;
 }
 
-const MiB = 1024 * 1024;
 const built = resolve(import.meta.dirname, '../../dist/storage/index.js');
 
 async function keysOf(storage: Storage, prefix: string): Promise<string[]> {
