@@ -5,6 +5,7 @@
  * be started by mistake.
  */
 import { lstat, mkdir, open, readFile, readdir, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { PgfError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
@@ -91,16 +92,15 @@ async function checkOwner(pgdata: string): Promise<void> {
 }
 
 /**
- * A --delta restore trusts a file whose size and modification time are the backup's: restore gives
- * every file the source's mtime, PostgreSQL changes it with every write, and the backup read the
- * file after taking its mtime, so a file written during or after the backup shows another one. Only
- * with sub-second timestamps (a second-granular filesystem could hide a write in the same second)
- * and never for a file that is not a plain file; everything else is compared extent by extent.
+ * A --delta restore trusts a local file whose size and modification time are those a backup
+ * recorded for it: restore gives every file the source's mtime, PostgreSQL changes it with every
+ * write, and a backup read the file after taking its mtime, so a file written during or after the
+ * backup shows another one. The local content is then that backup's: the target backup's (nothing
+ * to do) or another's (its extent list says what is there, without reading the file). Only with
+ * sub-second timestamps (a second-granular filesystem could hide a write in the same second).
  */
-async function unchangedSinceBackup(path: string, file: ManifestFile): Promise<boolean> {
-  if (file.mtimeMs % 1000 === 0) return false;
-  const local = await lstat(path).catch(() => undefined);
-  return local !== undefined && local.isFile() && local.size === file.size && Math.abs(local.mtimeMs - file.mtimeMs) < 0.001;
+function recordedAs(local: Stats | undefined, record: { size: number; mtimeMs: number }): boolean {
+  return local !== undefined && local.isFile() && record.mtimeMs % 1000 !== 0 && local.size === record.size && Math.abs(local.mtimeMs - record.mtimeMs) < 0.001;
 }
 
 /** The newest backup that finished before the target (any backup for targets known only to WAL). */
@@ -277,6 +277,19 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
     const checksums = new Map<string, number>();
     let next = 0;
     const controlLast = files.find((f) => f.path === controlFile);
+    // --delta: what other backups recorded for each path, to recognise a file one of them restored.
+    const recordedElsewhere = new Map<string, { size: number; mtimeMs: number; extents: string }[]>();
+    if (request.delta) {
+      for (const id of ids) {
+        if (id === manifest.id) continue;
+        for (const f of (await repo.readManifest(id)).files) {
+          if (f.kind !== 'file' || f.extents === undefined) continue;
+          const list = recordedElsewhere.get(f.path) ?? [];
+          list.push({ size: f.size, mtimeMs: f.mtimeMs, extents: f.extents });
+          recordedElsewhere.set(f.path, list);
+        }
+      }
+    }
     const worker = async () => {
       while (next < files.length) {
         const file = files[next++]!;
@@ -288,15 +301,22 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
           await handle.close();
           continue;
         }
-        if (request.delta && (await unchangedSinceBackup(join(pgdata, file.path), file))) {
-          totals.filesKept += 1;
-          continue;
+        let present: (Buffer | null)[] | undefined;
+        if (request.delta) {
+          const local = await lstat(join(pgdata, file.path)).catch(() => undefined);
+          if (recordedAs(local, file)) {
+            totals.filesKept += 1;
+            continue;
+          }
+          const earlier = recordedElsewhere.get(file.path)?.find((record) => recordedAs(local, record));
+          if (earlier !== undefined) present = await repo.readExtentList(earlier.extents);
         }
         const extents = await repo.readExtentList(file.extents);
         const result = await restoreFile(join(pgdata, file.path), file.size, extents, {
           key: repo.extentKey,
           source: reader,
           delta: request.delta,
+          ...(present !== undefined ? { present } : {}),
           mode: file.mode,
           mtimeMs: file.mtimeMs,
           batchExtents: 64,
