@@ -841,6 +841,7 @@ module.exports.compressFrames = nativeBinding.compressFrames
 module.exports.crc32cAppend = nativeBinding.crc32cAppend
 module.exports.decompressFrame = nativeBinding.decompressFrame
 module.exports.decompressFrames = nativeBinding.decompressFrames
+module.exports.decompressFramesInto = nativeBinding.decompressFramesInto
 module.exports.extentId = nativeBinding.extentId
 module.exports.extentIds = nativeBinding.extentIds
 module.exports.listWalRecords = nativeBinding.listWalRecords

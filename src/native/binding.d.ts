@@ -41,6 +41,12 @@ export declare function decompressFrame(frame: Buffer): Promise<Buffer>
 /** The raw bytes of each frame, verified; the first bad frame rejects the batch. */
 export declare function decompressFrames(frames: Array<Buffer>): Promise<FrameBatch>
 
+/**
+ * The raw bytes of each frame, verified, end to end from the start of `out` (a buffer the caller
+ * reuses: no allocation per batch); resolves to their lengths.
+ */
+export declare function decompressFramesInto(frames: Array<Buffer>, out: Buffer): Promise<Uint32Array>
+
 /** The id of one extent (small inputs; use `extent_ids` for bulk work). */
 export declare function extentId(extent: Uint8Array, key: Uint8Array): Buffer
 

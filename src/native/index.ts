@@ -288,6 +288,15 @@ export async function decompressFrames(frames: readonly Buffer[]): Promise<Buffe
   return split(await callAsync(() => binding.decompressFrames([...frames])));
 }
 
+/**
+ * `decompressFrames` into `out`, a buffer the caller reuses (a fresh buffer per batch makes V8
+ * collect garbage every few batches): views into `out`, end to end from its start. BUFFER_LENGTH
+ * when they do not fit.
+ */
+export async function decompressFramesInto(frames: readonly Buffer[], out: Buffer): Promise<Buffer[]> {
+  return split({ data: out, lengths: await callAsync(() => binding.decompressFramesInto([...frames], out)) });
+}
+
 export interface WalReadOptions {
   /**
    * The WAL just before the segment: the previous segment, or its last pages (whole 8 KiB pages ending where the

@@ -4,7 +4,7 @@
  * against its id.
  */
 import { PgfError, isPgfError } from '../errors/index.js';
-import { decompressFrames, extentIds } from '../native/index.js';
+import { decompressFrames, decompressFramesInto, extentIds } from '../native/index.js';
 import type { Storage } from '../storage/index.js';
 import type { ExtentIndex, ExtentLocation } from './extent-index.js';
 import { keys } from './objects.js';
@@ -33,8 +33,12 @@ export class ExtentReader {
     this.gapBytes = options.gapBytes ?? 256 * 1024;
   }
 
-  /** The raw bytes of each extent, in the order asked. */
-  async fetch(ids: readonly Buffer[]): Promise<Buffer[]> {
+  /**
+   * The raw bytes of each extent, in the order asked: views into `into` when it is given and large
+   * enough (the caller reuses it and is done with the views before the next fetch into it), else
+   * into buffers of their own.
+   */
+  async fetch(ids: readonly Buffer[], into?: Buffer): Promise<Buffer[]> {
     const wanted: Wanted[] = ids.map((id, position) => {
       const location = this.index.get(id);
       if (location === undefined) {
@@ -62,19 +66,29 @@ export class ExtentReader {
       }
       if (current.length > 0) ranges.push(current);
     }
+    // Each range decompresses into its own region of `into`, exactly as long as the index says its
+    // extents are: a frame claiming more fails instead of spilling into a neighbour's region.
+    const regions: [number, number][] = [];
+    let used = 0;
+    for (const range of ranges) {
+      const start = used;
+      used += range.reduce((n, w) => n + w.location.rawLength, 0);
+      regions.push([start, used]);
+    }
+    const target = into !== undefined && used <= into.length ? into : undefined;
     const out: Buffer[] = new Array<Buffer>(ids.length);
     let next = 0;
     const worker = async () => {
       while (next < ranges.length) {
-        const range = ranges[next++]!;
-        await this.readRange(range, out);
+        const at = next++;
+        await this.readRange(ranges[at]!, out, target?.subarray(...regions[at]!));
       }
     };
     await Promise.all(Array.from({ length: Math.min(this.options.parallel, ranges.length) }, worker));
     return out;
   }
 
-  private async readRange(range: readonly Wanted[], out: Buffer[]): Promise<void> {
+  private async readRange(range: readonly Wanted[], out: Buffer[], into: Buffer | undefined): Promise<void> {
     const first = range[0]!.location;
     const last = range.at(-1)!.location;
     const key = keys.pack(first.pack);
@@ -84,7 +98,7 @@ export class ExtentReader {
     const frames = range.map((w) => bytes.subarray(w.location.offset - first.offset, w.location.offset - first.offset + w.location.length));
     let raws: Buffer[];
     try {
-      raws = await decompressFrames(frames);
+      raws = into !== undefined ? await decompressFramesInto(frames, into) : await decompressFrames(frames);
     } catch (err) {
       if (isPgfError(err)) throw new PgfError('REPO_CORRUPT', `pack ${key} is damaged (${err.message}): run pgforever verify`, { cause: err });
       throw err;

@@ -9,8 +9,8 @@ import { EXTENT_BYTES, crc32cAppend, extentIds } from '../native/index.js';
 
 /** Where extents come from; the repository's coalescing reader implements it. */
 export interface ExtentSource {
-  /** The raw bytes of each extent, verified, in the order asked. */
-  fetch(ids: readonly Buffer[]): Promise<Buffer[]>;
+  /** The raw bytes of each extent, verified, in the order asked (views into `into` when it fits them). */
+  fetch(ids: readonly Buffer[], into?: Buffer): Promise<Buffer[]>;
 }
 
 export interface FileRestoreOptions {
@@ -24,6 +24,8 @@ export interface FileRestoreOptions {
   mtimeMs: number;
   /** Extents fetched per request batch (bounds memory: batch × 128 KiB). */
   batchExtents: number;
+  /** Room for one batch of raw extents, reused from file to file. */
+  scratch?: Buffer;
 }
 
 export interface FileRestoreResult {
@@ -100,7 +102,10 @@ export async function restoreFile(path: string, size: number, extents: readonly 
     for (let start = 0; start < todo.length; start += options.batchExtents) {
       const batch = todo.slice(start, start + options.batchExtents);
       const wanted = batch.filter((t): t is { index: number; id: Buffer } => t.id !== null);
-      const fetched = await options.source.fetch(wanted.map((t) => t.id));
+      const fetched = await options.source.fetch(
+        wanted.map((t) => t.id),
+        options.scratch,
+      );
       const byIndex = new Map(wanted.map((t, i) => [t.index, fetched[i]!]));
       // Neighbouring extents go out in one positioned write: thousands of 128 KiB writes cost the
       // main thread more than the copying itself.

@@ -16,7 +16,7 @@ import { formatLsn, parseLsn } from '../pg/lsn.js';
 import { newestArchivedSegment } from '../info/index.js';
 import { restoreFile } from './file.js';
 import { renderBackupManifest, type ManifestFile as PgManifestFile } from './backup-manifest.js';
-import { crc32cAppend } from '../native/index.js';
+import { EXTENT_BYTES, crc32cAppend } from '../native/index.js';
 import { withRecoverySettings, type RecoveryOptions, type RecoveryTarget } from './recovery.js';
 import { lastArchivedTransaction, locateTarget } from '../wal/positions.js';
 
@@ -50,6 +50,8 @@ export interface RestoreSummary {
 }
 
 const controlFile = 'global/pg_control';
+/** Extents fetched and written per batch of a file: 8 MiB of raw bytes per worker. */
+const restoreBatchExtents = 64;
 
 async function isEmptyOrMissing(dir: string): Promise<boolean> {
   try {
@@ -291,6 +293,7 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
       }
     }
     const worker = async () => {
+      const scratch = Buffer.allocUnsafeSlow(restoreBatchExtents * EXTENT_BYTES);
       while (next < files.length) {
         const file = files[next++]!;
         if (file === controlLast) continue;
@@ -319,7 +322,8 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
           ...(present !== undefined ? { present } : {}),
           mode: file.mode,
           mtimeMs: file.mtimeMs,
-          batchExtents: 64,
+          batchExtents: restoreBatchExtents,
+          scratch,
         });
         totals.bytesWritten += result.bytesWritten;
         totals.extentsWritten += result.extentsWritten;

@@ -417,5 +417,77 @@ pub fn decompress_many(frames: &[&[u8]]) -> Result<Batch> {
     Ok(batch)
 }
 
+/// [`decompress_many`] into `out`, a buffer the caller reuses, instead of a new allocation: the
+/// raw bytes end to end from its start. Returns each one's length; BufferLength when they do not
+/// fit, and `out` may then hold part of them.
+pub fn decompress_many_into(frames: &[&[u8]], out: &mut [u8]) -> Result<Vec<usize>> {
+    let name = |i: usize| {
+        move |err: CoreError| CoreError::new(err.code, format!("frame {i}: {}", err.message))
+    };
+    let headers = frames
+        .iter()
+        .enumerate()
+        .map(|(i, frame)| read_whole(frame).map_err(name(i)))
+        .collect::<Result<Vec<_>>>()?;
+    let total: usize = headers.iter().map(|h| h.raw_length).sum();
+    if total > out.len() {
+        return Err(CoreError::new(
+            ErrorCode::BufferLength,
+            format!("frames hold {total} raw bytes, the buffer {}", out.len()),
+        ));
+    }
+    let mut at = 0;
+    let mut lengths = Vec::with_capacity(frames.len());
+    for (i, (frame, header)) in frames.iter().zip(&headers).enumerate() {
+        let Some(target) = out.get_mut(at..at + header.raw_length) else {
+            return Err(CoreError::new(
+                ErrorCode::BufferLength,
+                "frames do not fit the buffer",
+            ));
+        };
+        decompress_to_slice(frame, header, target).map_err(name(i))?;
+        lengths.push(header.raw_length);
+        at += header.raw_length;
+    }
+    Ok(lengths)
+}
+
+/// The raw bytes of `frame` (whose header is `header`) into `out`, exactly `raw_length` long.
+fn decompress_to_slice(frame: &[u8], header: &FrameHeader, out: &mut [u8]) -> Result<()> {
+    let payload = frame.get(HEADER_BYTES..).unwrap_or_default();
+    if header.stored_raw {
+        if payload.len() != out.len() {
+            return Err(corrupt(format!(
+                "stored frame holds {} bytes, header says {}",
+                payload.len(),
+                out.len()
+            )));
+        }
+        out.copy_from_slice(payload);
+    } else {
+        let written = DECOMPRESSOR.with(|cell| -> Result<usize> {
+            let mut slot = cell.borrow_mut();
+            let decompressor = match &mut *slot {
+                Some(decompressor) => decompressor,
+                empty => empty
+                    .insert(zstd::bulk::Decompressor::new().map_err(|e| zstd_error("context", e))?),
+            };
+            decompressor
+                .decompress_to_buffer(payload, out)
+                .map_err(|e| corrupt(format!("frame payload does not decompress: {e}")))
+        })?;
+        if written != header.raw_length {
+            return Err(corrupt(format!(
+                "frame payload decompresses to {written} bytes, header says {}",
+                header.raw_length
+            )));
+        }
+    }
+    if crc32c::crc32c(out) != header.raw_crc32c {
+        return Err(corrupt("frame contents fail their CRC-32C"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests;
