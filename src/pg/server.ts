@@ -2,7 +2,7 @@
  * The server side of a backup: one held connection (the non-exclusive backup API needs the same
  * session for start and stop), version and settings checks, and the backup start/stop calls.
  */
-import pg from 'pg';
+import type pg from 'pg';
 import { PgfError } from '../errors/index.js';
 import { parseLsn, type Lsn } from './lsn.js';
 
@@ -78,7 +78,10 @@ export class ServerConnection {
   ) {}
 
   static async connect(url: string | undefined): Promise<ServerConnection> {
-    const client = new pg.Client({
+    // Loaded here: restore and the archive commands never talk to the server, and pg with its type
+    // parsers is some thirty files to read at start.
+    const { default: driver } = await import('pg');
+    const client = new driver.Client({
       ...(url ? { connectionString: url } : {}),
       application_name: 'pgforever',
       connectionTimeoutMillis: 15_000,
