@@ -1,7 +1,7 @@
 /**
  * Writes one file of a backup into the target directory: extents in place, all-zero extents as
  * holes. With `delta`, what is already there is hashed first and only differing extents are
- * written. Nothing is flushed here: the restore syncs the whole tree at its end (durable.ts).
+ * written.
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { PgfError } from '../errors/index.js';
@@ -136,6 +136,7 @@ export async function restoreFile(path: string, size: number, extents: readonly 
     }
     await handle.chmod(options.mode);
     await handle.utimes(options.mtimeMs / 1000, options.mtimeMs / 1000);
+    await handle.sync();
   } finally {
     await handle.close();
   }

@@ -15,7 +15,6 @@ import { Repository, type BackupManifest, type ManifestFile } from '../repo/inde
 import { formatLsn, parseLsn } from '../pg/lsn.js';
 import { newestArchivedSegment } from '../info/index.js';
 import { restoreFile } from './file.js';
-import { fsyncPath, syncTrees } from './durable.js';
 import { renderBackupManifest, type ManifestFile as PgManifestFile } from './backup-manifest.js';
 import { EXTENT_BYTES, crc32cAppend } from '../native/index.js';
 import { withRecoverySettings, type RecoveryOptions, type RecoveryTarget } from './recovery.js';
@@ -256,7 +255,6 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
     await rm(join(pgdata, controlFile), { force: true });
 
     const locationOf = (oid: number, recorded: string) => request.tablespaceMap.get(oid) ?? recorded;
-    const tablespaceRoots: string[] = [];
     for (const file of manifest.files) {
       const path = join(pgdata, file.path);
       if (file.kind === 'dir') {
@@ -265,7 +263,6 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
         const oid = /^pg_tblspc\/(\d+)$/.exec(file.path)?.[1];
         const target = oid !== undefined ? locationOf(Number(oid), file.linkTarget ?? '') : (file.linkTarget ?? '');
         if (oid !== undefined) {
-          tablespaceRoots.push(target);
           await mkdir(target, { recursive: true, mode: 0o700 });
           if (!request.delta && !(await isEmptyOrMissing(target))) {
             throw new PgfError('RESTORE_TARGET_DIR', `tablespace location ${target} is not empty: empty it, remap it with --tablespace-map ${oid}=DIR, or use --delta`);
@@ -371,9 +368,6 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
     await rm(join(pgdata, request.standby ? 'recovery.signal' : 'standby.signal'), { force: true });
     await writeFile(join(pgdata, request.standby ? 'standby.signal' : 'recovery.signal'), '', { mode: 0o600 });
 
-    // Everything restored so far reaches the disk before pg_control makes the directory startable.
-    await syncTrees([pgdata, ...tablespaceRoots], 8);
-
     if (controlLast) {
       const temporary = `${controlFile}.pgforever`;
       await rm(join(pgdata, temporary), { force: true });
@@ -390,8 +384,6 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
       if (result.crc32c !== undefined) checksums.set(controlFile, result.crc32c);
       // Databases left out are not what the backup held, so there is nothing to verify them against.
       if (!request.delta && request.dbInclude.length === 0) await writeBackupManifest(pgdata, manifest, files, checksums);
-      await fsyncPath(join(pgdata, temporary));
-      if (!request.delta && request.dbInclude.length === 0) await fsyncPath(join(pgdata, 'backup_manifest'));
       await rename(join(pgdata, temporary), join(pgdata, controlFile));
       const dir = await open(join(pgdata, dirname(controlFile)), 'r');
       await dir.sync();
