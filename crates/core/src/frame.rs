@@ -285,18 +285,8 @@ fn decompress_append(frame: &[u8], header: &FrameHeader, out: &mut Vec<u8>) -> R
     if header.stored_raw {
         out.extend_from_slice(payload);
     } else {
-        let written = DECOMPRESSOR.with(|cell| -> Result<usize> {
-            let mut slot = cell.borrow_mut();
-            let decompressor = match &mut *slot {
-                Some(decompressor) => decompressor,
-                empty => empty
-                    .insert(zstd::bulk::Decompressor::new().map_err(|e| zstd_error("context", e))?),
-            };
-            // Bytes that are not one zstd frame of at most raw_length bytes fail here.
-            decompressor
-                .decompress_to_buffer(payload, &mut after(out, start))
-                .map_err(|e| corrupt(format!("frame payload does not decompress: {e}")))
-        });
+        // Bytes that are not one zstd frame of at most raw_length bytes fail here.
+        let written = zstd_decompress(payload, &mut after(out, start));
         let problem = match written {
             Ok(written) if written == header.raw_length => None,
             Ok(written) => Some(corrupt(format!(
@@ -315,6 +305,25 @@ fn decompress_append(frame: &[u8], header: &FrameHeader, out: &mut Vec<u8>) -> R
         return Err(corrupt("frame contents fail their CRC-32C"));
     }
     Ok(())
+}
+
+/// One zstd payload into `out`, with this thread's reused decompression context.
+fn zstd_decompress<C: zstd::zstd_safe::WriteBuf + ?Sized>(
+    payload: &[u8],
+    out: &mut C,
+) -> Result<usize> {
+    DECOMPRESSOR.with(|cell| -> Result<usize> {
+        let mut slot = cell.borrow_mut();
+        let decompressor = match &mut *slot {
+            Some(decompressor) => decompressor,
+            empty => {
+                empty.insert(zstd::bulk::Decompressor::new().map_err(|e| zstd_error("context", e))?)
+            }
+        };
+        decompressor
+            .decompress_to_buffer(payload, out)
+            .map_err(|e| corrupt(format!("frame payload does not decompress: {e}")))
+    })
 }
 
 /// A zstd output buffer over the spare capacity of `out` from `at` (its current length) on;
@@ -465,17 +474,7 @@ fn decompress_to_slice(frame: &[u8], header: &FrameHeader, out: &mut [u8]) -> Re
         }
         out.copy_from_slice(payload);
     } else {
-        let written = DECOMPRESSOR.with(|cell| -> Result<usize> {
-            let mut slot = cell.borrow_mut();
-            let decompressor = match &mut *slot {
-                Some(decompressor) => decompressor,
-                empty => empty
-                    .insert(zstd::bulk::Decompressor::new().map_err(|e| zstd_error("context", e))?),
-            };
-            decompressor
-                .decompress_to_buffer(payload, out)
-                .map_err(|e| corrupt(format!("frame payload does not decompress: {e}")))
-        })?;
+        let written = zstd_decompress(payload, out)?;
         if written != header.raw_length {
             return Err(corrupt(format!(
                 "frame payload decompresses to {written} bytes, header says {}",
