@@ -401,17 +401,24 @@ pub fn compress_extents(chunk: &[u8], extents: &[u32], level: i32) -> Result<Bat
     Ok(batch)
 }
 
+/// Prefixes an error with the position of the frame in its batch.
+fn at_frame(i: usize) -> impl Fn(CoreError) -> CoreError {
+    move |err| CoreError::new(err.code, format!("frame {i}: {}", err.message))
+}
+
+/// Every frame's header, each checked to describe exactly its frame, before anything is decompressed.
+fn whole_headers(frames: &[&[u8]]) -> Result<Vec<FrameHeader>> {
+    frames
+        .iter()
+        .enumerate()
+        .map(|(i, frame)| read_whole(frame).map_err(at_frame(i)))
+        .collect()
+}
+
 /// [`decompress`] for many frames into one allocation; the first bad frame fails the batch,
 /// named by its position. Every header is checked before anything is decompressed.
 pub fn decompress_many(frames: &[&[u8]]) -> Result<Batch> {
-    let name = |i: usize| {
-        move |err: CoreError| CoreError::new(err.code, format!("frame {i}: {}", err.message))
-    };
-    let headers = frames
-        .iter()
-        .enumerate()
-        .map(|(i, frame)| read_whole(frame).map_err(name(i)))
-        .collect::<Result<Vec<_>>>()?;
+    let headers = whole_headers(frames)?;
     let total = headers.iter().map(|h| h.raw_length).sum();
     let mut batch = Batch {
         bytes: Vec::new(),
@@ -421,7 +428,7 @@ pub fn decompress_many(frames: &[&[u8]]) -> Result<Batch> {
     for (i, (frame, header)) in frames.iter().zip(&headers).enumerate() {
         batch
             .push_with(|out| decompress_append(frame, header, out))
-            .map_err(name(i))?;
+            .map_err(at_frame(i))?;
     }
     Ok(batch)
 }
@@ -430,14 +437,7 @@ pub fn decompress_many(frames: &[&[u8]]) -> Result<Batch> {
 /// raw bytes end to end from its start. Returns each one's length; BufferLength when they do not
 /// fit, and `out` may then hold part of them.
 pub fn decompress_many_into(frames: &[&[u8]], out: &mut [u8]) -> Result<Vec<usize>> {
-    let name = |i: usize| {
-        move |err: CoreError| CoreError::new(err.code, format!("frame {i}: {}", err.message))
-    };
-    let headers = frames
-        .iter()
-        .enumerate()
-        .map(|(i, frame)| read_whole(frame).map_err(name(i)))
-        .collect::<Result<Vec<_>>>()?;
+    let headers = whole_headers(frames)?;
     let total: usize = headers.iter().map(|h| h.raw_length).sum();
     if total > out.len() {
         return Err(CoreError::new(
@@ -454,7 +454,7 @@ pub fn decompress_many_into(frames: &[&[u8]], out: &mut [u8]) -> Result<Vec<usiz
                 "frames do not fit the buffer",
             ));
         };
-        decompress_to_slice(frame, header, target).map_err(name(i))?;
+        decompress_to_slice(frame, header, target).map_err(at_frame(i))?;
         lengths.push(header.raw_length);
         at += header.raw_length;
     }
