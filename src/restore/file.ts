@@ -5,6 +5,7 @@
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { PgfError } from '../errors/index.js';
+import { writeAt } from '../storage/file-writes.js';
 import { EXTENT_BYTES, crc32cAppend, extentIds } from '../native/index.js';
 
 /** Where extents come from; the repository's coalescing reader implements it. */
@@ -107,12 +108,12 @@ export async function restoreFile(path: string, size: number, extents: readonly 
         options.scratch,
       );
       const byIndex = new Map(wanted.map((t, i) => [t.index, fetched[i]!]));
-      // Neighbouring extents go out in one positioned write: thousands of 128 KiB writes cost the
-      // main thread more than the copying itself.
+      // Neighbouring extents go out together: thousands of 128 KiB writes cost the main thread more
+      // than the copying itself (writeAt still caps each call, see file-writes.ts).
       let run: Buffer[] = [];
       let runStart = 0;
       const flush = async () => {
-        if (run.length > 0) await handle.writev(run, runStart * EXTENT_BYTES);
+        if (run.length > 0) await writeAt(handle, run, runStart * EXTENT_BYTES);
         run = [];
       };
       for (const { index } of batch) {

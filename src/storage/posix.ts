@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { link, mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { PgfError } from '../errors/index.js';
+import { writeAt } from './file-writes.js';
 import { emptyStats, type ListPage, type ObjectInfo, type Storage, type WriteOptions } from './storage.js';
 
 const temporaryMarker = '.pgf-tmp-';
@@ -194,9 +195,7 @@ export class PosixStorage implements Storage {
         return open(temporary, 'wx', 0o640);
       });
       try {
-        for (const part of parts) {
-          for (let done = 0; done < part.length; ) done += (await handle.write(part, done, part.length - done)).bytesWritten;
-        }
+        await writeAt(handle, parts, 0);
         await handle.sync();
       } finally {
         await handle.close();
