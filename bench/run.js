@@ -7,6 +7,7 @@
 //   WORKLOAD_SECONDS=60 length of each workload before an incremental
 //   PITR_SECONDS=10     workload written after the newest backup, recovered by the PITR restore
 //   DRAIN_SEGMENTS=100  archive drain backlog;  DRAIN_WAL=realistic (or pgbench): what the WAL holds
+//   DRAIN_COMMANDS=...  a comma list of the archive commands drained (default all: true,zstd,pgbackrest-sync,pgbackrest-async,pgforever)
 //   MONTH_DAYS=30       simulated days;  PROCESS_MAX=2 processes for both tools
 //   DROP_CACHES=1       drop the page cache before each measured backup/restore (root only)
 //   KEEP=0              1 keeps the work directory;  RESULTS=bench/RESULTS.md  where to write
@@ -30,7 +31,7 @@ import {
 } from './lib/report.js';
 import { cachesDropped, log } from './lib/util.js';
 import { fullBackups, incrementals } from './figures/backups.js';
-import { archiveDrain } from './figures/archive.js';
+import { DRAIN_COMMANDS, archiveDrain } from './figures/archive.js';
 import { limitsOn, processStartCosts } from './figures/limits.js';
 import { month } from './figures/month.js';
 import { restores } from './figures/restore.js';
@@ -49,6 +50,8 @@ function settings() {
   for (const f of figures) if (!FIGURES.includes(f)) throw new Error(`BENCH: unknown figure ${f} (known: all, ${FIGURES.join(', ')})`);
   const drainWal = env.DRAIN_WAL ?? 'realistic';
   if (!['realistic', 'pgbench'].includes(drainWal)) throw new Error('DRAIN_WAL must be realistic or pgbench');
+  const drainCommands = (env.DRAIN_COMMANDS ?? DRAIN_COMMANDS.join(',')).split(',').map((s) => s.trim()).filter(Boolean);
+  for (const c of drainCommands) if (!DRAIN_COMMANDS.includes(c)) throw new Error(`DRAIN_COMMANDS: unknown command ${c} (known: ${DRAIN_COMMANDS.join(', ')})`);
   return {
     scale: Math.max(1, int('SCALE', 50)),
     figures,
@@ -57,6 +60,7 @@ function settings() {
     pitrSeconds: Math.max(1, int('PITR_SECONDS', 10)),
     drainSegments: Math.max(1, int('DRAIN_SEGMENTS', 100)),
     drainWal,
+    drainCommands,
     monthDays: Math.max(2, int('MONTH_DAYS', 30)),
     processMax: Math.max(1, int('PROCESS_MAX', 2)),
     dropCaches: int('DROP_CACHES', 1) === 1,
@@ -72,6 +76,7 @@ function commandLine(cfg) {
   if (cfg.pitrSeconds !== 10) env.push(`PITR_SECONDS=${cfg.pitrSeconds}`);
   if (cfg.drainSegments !== 100) env.push(`DRAIN_SEGMENTS=${cfg.drainSegments}`);
   if (cfg.drainWal !== 'realistic') env.push(`DRAIN_WAL=${cfg.drainWal}`);
+  if (cfg.drainCommands.length !== DRAIN_COMMANDS.length) env.push(`DRAIN_COMMANDS=${cfg.drainCommands.join(',')}`);
   if (cfg.monthDays !== 30) env.push(`MONTH_DAYS=${cfg.monthDays}`);
   if (cfg.processMax !== 2) env.push(`PROCESS_MAX=${cfg.processMax}`);
   if (!cfg.dropCaches) env.push('DROP_CACHES=0');

@@ -108,7 +108,7 @@ export async function archiveDrain(ctx) {
   const samples = Object.fromEntries(DRAIN_COMMANDS.map((c) => [c, []]));
   const reasons = pgforeverReason ? { pgforever: pgforeverReason } : {};
   for (let round = 1; round <= ctx.cfg.repeat; round++) {
-    for (const name of DRAIN_COMMANDS) {
+    for (const name of ctx.cfg.drainCommands) {
       if (!commands[name] || reasons[name]) continue;
       const backlog = await fillBacklog(world, ctx.cfg.drainSegments, source);
       // Dirty pages of the filling (and of the previous command's output) are not this command's cost.

@@ -35,6 +35,9 @@ export declare function compressFrames(raws: Array<Buffer>, level: number): Prom
 /** Extends a CRC-32C over `data`; synchronous because hardware CRC runs at tens of GB/s. */
 export declare function crc32cAppend(crc: number, data: Uint8Array): number
 
+/** The CRC-32C of two pieces back to back, from each one's CRC and the second's length. */
+export declare function crc32cCombine(first: number, second: number, secondLength: number): number
+
 /** The raw bytes of exactly one frame, verified. */
 export declare function decompressFrame(frame: Buffer): Promise<Buffer>
 
@@ -42,10 +45,10 @@ export declare function decompressFrame(frame: Buffer): Promise<Buffer>
 export declare function decompressFrames(frames: Array<Buffer>): Promise<FrameBatch>
 
 /**
- * The raw bytes of each frame, verified, end to end from the start of `out` (a buffer the caller
- * reuses: no allocation per batch); resolves to their lengths.
+ * Decompresses `frames` end to end into `out` and checks each against its id (`ids`: 32 bytes
+ * per frame, end to end); resolves to the extents' lengths.
  */
-export declare function decompressFramesInto(frames: Array<Buffer>, out: Buffer): Promise<Uint32Array>
+export declare function decompressIdentifiedExtentsInto(frames: Array<Buffer>, ids: Buffer, key: Buffer, out: Buffer): Promise<Uint32Array>
 
 /** The id of one extent (small inputs; use `extent_ids` for bulk work). */
 export declare function extentId(extent: Uint8Array, key: Uint8Array): Buffer

@@ -243,6 +243,12 @@ export function crc32cAppend(crc: number, data: Uint8Array): number {
   return call(() => binding.crc32cAppend(crc >>> 0, data));
 }
 
+/** The CRC-32C of two pieces back to back, from each one's CRC and the second's length. */
+export function crc32cCombine(first: number, second: number, secondLength: number): number {
+  requireInteger('length', secondLength, 0, 0xffffffff);
+  return call(() => binding.crc32cCombine(first >>> 0, second >>> 0, secondLength));
+}
+
 /** The id of one small piece of data, synchronously (bulk work belongs in `extentIds`). */
 export function extentId(extent: Uint8Array, key: Uint8Array): Buffer {
   return call(() => binding.extentId(extent, key));
@@ -289,12 +295,14 @@ export async function decompressFrames(frames: readonly Buffer[]): Promise<Buffe
 }
 
 /**
- * `decompressFrames` into `out`, a buffer the caller reuses (a fresh buffer per batch makes V8
- * collect garbage every few batches): views into `out`, end to end from its start. BUFFER_LENGTH
- * when they do not fit.
+ * The extents of `frames`, decompressed end to end into `out` (a buffer the caller reuses: a fresh
+ * buffer per batch makes V8 collect garbage every few batches) and each checked against its id in
+ * `ids` (keyed with `key`): views into `out`. FRAME_CORRUPT names the first frame that is damaged or
+ * holds another extent; BUFFER_LENGTH when they do not fit.
  */
-export async function decompressFramesInto(frames: readonly Buffer[], out: Buffer): Promise<Buffer[]> {
-  return split({ data: out, lengths: await callAsync(() => binding.decompressFramesInto([...frames], out)) });
+export async function decompressIdentifiedExtentsInto(frames: readonly Buffer[], ids: readonly Buffer[], key: Buffer, out: Buffer): Promise<Buffer[]> {
+  const idBytes = Buffer.concat(ids as Buffer[]);
+  return split({ data: out, lengths: await callAsync(() => binding.decompressIdentifiedExtentsInto([...frames], idBytes, key, out)) });
 }
 
 export interface WalReadOptions {

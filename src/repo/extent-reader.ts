@@ -1,10 +1,10 @@
 /**
  * Reads extents for restore: groups the wanted extents by pack, coalesces neighbours (within a gap)
  * into one ranged read, fetches with bounded parallelism, then decompresses and checks each extent
- * against its id.
+ * against its id in one native call per range.
  */
 import { PgfError, isPgfError } from '../errors/index.js';
-import { decompressFrames, decompressFramesInto, extentIds } from '../native/index.js';
+import { decompressIdentifiedExtentsInto } from '../native/index.js';
 import type { Storage } from '../storage/index.js';
 import type { ExtentIndex, ExtentLocation } from './extent-index.js';
 import { keys } from './objects.js';
@@ -28,7 +28,7 @@ export class ExtentReader {
     private readonly storage: Storage,
     private readonly index: ExtentIndex,
     private readonly key: Buffer,
-    private readonly options: { parallel: number; gapBytes?: number; verifyIds?: boolean },
+    private readonly options: { parallel: number; gapBytes?: number },
   ) {
     this.gapBytes = options.gapBytes ?? 256 * 1024;
   }
@@ -98,18 +98,16 @@ export class ExtentReader {
     const frames = range.map((w) => bytes.subarray(w.location.offset - first.offset, w.location.offset - first.offset + w.location.length));
     let raws: Buffer[];
     try {
-      raws = into !== undefined ? await decompressFramesInto(frames, into) : await decompressFrames(frames);
+      const room = into ?? Buffer.allocUnsafe(range.reduce((n, w) => n + w.location.rawLength, 0));
+      raws = await decompressIdentifiedExtentsInto(
+        frames,
+        range.map((w) => w.id),
+        this.key,
+        room,
+      );
     } catch (err) {
       if (isPgfError(err)) throw new PgfError('REPO_CORRUPT', `pack ${key} is damaged (${err.message}): run pgforever verify`, { cause: err });
       throw err;
-    }
-    if (this.options.verifyIds !== false) {
-      const ids = await Promise.all(raws.map((raw) => extentIds(raw, this.key)));
-      range.forEach((w, i) => {
-        if (ids[i]?.length !== 1 || !ids[i]![0]!.equals(w.id)) {
-          throw new PgfError('REPO_CORRUPT', `extent ${w.id.toString('hex')} in pack ${key} does not match its id: run pgforever verify`);
-        }
-      });
     }
     range.forEach((w, i) => {
       out[w.position] = raws[i]!;

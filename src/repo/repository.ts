@@ -136,7 +136,7 @@ export class Repository {
     if (entries.length > 0) await writeIndexDelta(this.storage, entries);
   }
 
-  extentReader(index: ExtentIndex, options: { parallel: number; gapBytes?: number; verifyIds?: boolean }): ExtentReader {
+  extentReader(index: ExtentIndex, options: { parallel: number; gapBytes?: number }): ExtentReader {
     return new ExtentReader(this.storage, index, this.extentKey, options);
   }
 

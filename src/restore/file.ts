@@ -1,12 +1,24 @@
 /**
  * Writes one file of a backup into the target directory: extents in place, all-zero extents as
  * holes. With `delta`, what is already there is hashed first and only differing extents are
- * written.
+ * written. The work is cut into batches that any worker can take, so the batches of one large file
+ * (pgbench_accounts, a 1 GiB segment) are fetched, decompressed and written by several at once.
+ *
+ * Files are handled by descriptor with the callback API: a restore makes thousands of small calls,
+ * and inode updates (mode, times, size) are done synchronously because they cost less than the hop
+ * to the thread pool that an asynchronous call takes. Creating a file can wait for the disk (ext4
+ * reads inode tables to avoid recently freed inodes), so that one stays asynchronous.
  */
-import { open, type FileHandle } from 'node:fs/promises';
+import { closeSync, fchmodSync, fstat, fsync, ftruncateSync, futimesSync, open, read } from 'node:fs';
+import { promisify } from 'node:util';
 import { PgfError } from '../errors/index.js';
 import { writeAt } from '../storage/file-writes.js';
-import { EXTENT_BYTES, crc32cAppend, extentIds } from '../native/index.js';
+import { EXTENT_BYTES, crc32cAppend, crc32cCombine, extentIds } from '../native/index.js';
+
+const fstatOf = promisify(fstat);
+const fsyncOf = promisify(fsync);
+const readAt = promisify(read);
+const openFile = promisify(open);
 
 /** Where extents come from; the repository's coalescing reader implements it. */
 export interface ExtentSource {
@@ -23,10 +35,8 @@ export interface FileRestoreOptions {
   mode: number;
   /** The source file's modification time, given to the restored file: a later --delta trusts it. */
   mtimeMs: number;
-  /** Extents fetched per request batch (bounds memory: batch × 128 KiB). */
+  /** Extents per batch (bounds memory: batch × 128 KiB per worker). */
   batchExtents: number;
-  /** Room for one batch of raw extents, reused from file to file. */
-  scratch?: Buffer;
 }
 
 export interface FileRestoreResult {
@@ -37,14 +47,29 @@ export interface FileRestoreResult {
   crc32c?: number;
 }
 
+/** Extents to write, and the span of the file whose checksum the batch computes (holes included). */
+export interface FileBatch {
+  number: number;
+  todo: { index: number; id: Buffer | null }[];
+  spanStart: number;
+  spanEnd: number;
+}
+
 const zeros = Buffer.alloc(EXTENT_BYTES);
 
-async function existingIds(handle: FileHandle, size: number, key: Buffer): Promise<(Buffer | null)[]> {
+/**
+ * A large file is flushed to disk in the background every so many bytes as it is written: the
+ * kernel would otherwise hold all of it dirty (its background threshold is 10% of memory), and the
+ * flush at the end would fill the disk queue for a second, stalling every other worker's reads.
+ */
+const flushBehindBytes = 64 * 1024 * 1024;
+
+async function existingIds(fd: number, size: number, key: Buffer): Promise<(Buffer | null)[]> {
   const ids: (Buffer | null)[] = [];
   const chunkBytes = 64 * EXTENT_BYTES;
   const buffer = Buffer.allocUnsafe(Math.min(chunkBytes, size));
   for (let offset = 0; offset < size; offset += chunkBytes) {
-    const { bytesRead } = await handle.read(buffer, 0, Math.min(chunkBytes, size - offset), offset);
+    const { bytesRead } = await readAt(fd, buffer, 0, Math.min(chunkBytes, size - offset), offset);
     if (bytesRead === 0) break;
     const chunk = buffer.subarray(0, bytesRead);
     const hashed = await extentIds(chunk, key);
@@ -57,89 +82,190 @@ async function existingIds(handle: FileHandle, size: number, key: Buffer): Promi
 }
 
 /** Opens an existing file for in-place rewriting (never O_APPEND: positioned writes must land), or creates it. */
-async function openForDelta(path: string, mode: number): Promise<FileHandle> {
+async function openForDelta(path: string, mode: number): Promise<number> {
   try {
-    return await open(path, 'r+');
+    return await openFile(path, 'r+');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    return open(path, 'wx', mode);
+    return openFile(path, 'wx', mode);
   }
 }
 
-export async function restoreFile(path: string, size: number, extents: readonly (Buffer | null)[], options: FileRestoreOptions): Promise<FileRestoreResult> {
-  const result: FileRestoreResult = { bytesWritten: 0, extentsWritten: 0, extentsKept: 0 };
-  const handle = options.delta ? await openForDelta(path, options.mode) : await open(path, 'wx', options.mode);
-  try {
-    let present: readonly (Buffer | null)[] = [];
-    if (options.delta) {
-      const { size: existing } = await handle.stat();
-      // Extents past the new size go with the truncate; a known list is cut the same way.
-      present = options.present?.slice(0, Math.ceil(Math.min(existing, size) / EXTENT_BYTES)) ?? (await existingIds(handle, Math.min(existing, size), options.key));
-    }
-    await handle.truncate(size);
-    const todo: { index: number; id: Buffer | null }[] = [];
-    extents.forEach((id, index) => {
-      const have = present[index];
-      const same = have !== undefined && (id === null ? have === null : have !== null && have.equals(id));
-      if (same) {
-        result.extentsKept += 1;
-      } else if (id === null) {
-        // A fresh file is already a hole here; an existing one needs its old bytes zeroed.
-        if (have !== undefined) todo.push({ index, id });
-      } else {
-        todo.push({ index, id });
+export class FileRestore {
+  readonly result: FileRestoreResult = { bytesWritten: 0, extentsWritten: 0, extentsKept: 0 };
+  private claimed = 0;
+  private finished = 0;
+  private readonly spanCrcs: number[] = [];
+  private unflushedBytes = 0;
+  private flushing: Promise<void> | undefined;
+
+  private constructor(
+    readonly path: string,
+    private readonly fd: number,
+    private readonly size: number,
+    private readonly extentCount: number,
+    private readonly options: FileRestoreOptions,
+    private readonly batches: FileBatch[],
+  ) {}
+
+  /** Opens (creates, for a fresh restore) the file and plans its batches. */
+  static async open(path: string, size: number, extents: readonly (Buffer | null)[], options: FileRestoreOptions): Promise<FileRestore> {
+    const fd = options.delta ? await openForDelta(path, options.mode) : await openFile(path, 'wx', options.mode);
+    try {
+      let present: readonly (Buffer | null)[] = [];
+      let kept = 0;
+      if (options.delta) {
+        const { size: existing } = await fstatOf(fd);
+        // Extents past the new size go with the truncate; a known list is cut the same way.
+        present = options.present?.slice(0, Math.ceil(Math.min(existing, size) / EXTENT_BYTES)) ?? (await existingIds(fd, Math.min(existing, size), options.key));
+        ftruncateSync(fd, size);
+      } else if (extents.at(-1) === null) {
+        // Writes set a fresh file's size, except when it ends in a hole.
+        ftruncateSync(fd, size);
       }
-    });
-    // Extents are written in file order, so a fresh file's checksum is built as they go, holes included.
+      const todo: { index: number; id: Buffer | null }[] = [];
+      extents.forEach((id, index) => {
+        const have = present[index];
+        const same = have !== undefined && (id === null ? have === null : have !== null && have.equals(id));
+        if (same) {
+          kept += 1;
+        } else if (id === null) {
+          // A fresh file is already a hole here; an existing one needs its old bytes zeroed.
+          if (have !== undefined) todo.push({ index, id });
+        } else {
+          todo.push({ index, id });
+        }
+      });
+      const batches: FileBatch[] = [];
+      for (let start = 0; start < todo.length; start += options.batchExtents) {
+        const slice = todo.slice(start, start + options.batchExtents);
+        batches.push({ number: batches.length, todo: slice, spanStart: batches.length === 0 ? 0 : slice[0]!.index, spanEnd: extents.length });
+      }
+      for (let i = 0; i + 1 < batches.length; i++) batches[i]!.spanEnd = batches[i + 1]!.spanStart;
+      const file = new FileRestore(path, fd, size, extents.length, options, batches);
+      file.result.extentsKept = kept;
+      return file;
+    } catch (err) {
+      closeSync(fd);
+      throw err;
+    }
+  }
+
+  /** The next batch nobody has taken yet. */
+  claim(): FileBatch | undefined {
+    return this.batches[this.claimed++];
+  }
+
+  get unclaimed(): boolean {
+    return this.claimed < this.batches.length;
+  }
+
+  /** Every batch is written: the file can be finished. */
+  get written(): boolean {
+    return this.finished === this.batches.length;
+  }
+
+  /**
+   * Fetches, checks and writes one batch; `scratch` holds its raw extents (one per worker, reused).
+   * True for the call that wrote the file's last outstanding batch: its caller finishes the file.
+   */
+  async restore(batch: FileBatch, scratch: Buffer): Promise<boolean> {
+    const wanted = batch.todo.filter((t): t is { index: number; id: Buffer } => t.id !== null);
+    const fetched = await this.options.source.fetch(
+      wanted.map((t) => t.id),
+      scratch,
+    );
+    const byIndex = new Map(wanted.map((t, i) => [t.index, fetched[i]!]));
     let crc = 0;
-    let summed = 0;
+    let summed = batch.spanStart;
+    const extentLength = (index: number) => Math.min(EXTENT_BYTES, this.size - index * EXTENT_BYTES);
     const sumThrough = (index: number, data?: Buffer) => {
-      for (; summed < index; summed++) crc = crc32cAppend(crc, zeros.subarray(0, Math.min(EXTENT_BYTES, size - summed * EXTENT_BYTES)));
+      for (; summed < index; summed++) crc = crc32cAppend(crc, zeros.subarray(0, extentLength(summed)));
       if (data) {
         crc = crc32cAppend(crc, data);
         summed = index + 1;
       }
     };
-    for (let start = 0; start < todo.length; start += options.batchExtents) {
-      const batch = todo.slice(start, start + options.batchExtents);
-      const wanted = batch.filter((t): t is { index: number; id: Buffer } => t.id !== null);
-      const fetched = await options.source.fetch(
-        wanted.map((t) => t.id),
-        options.scratch,
-      );
-      const byIndex = new Map(wanted.map((t, i) => [t.index, fetched[i]!]));
-      // Neighbouring extents go out together: thousands of 128 KiB writes cost the main thread more
-      // than the copying itself (writeAt still caps each call, see file-writes.ts).
-      let run: Buffer[] = [];
-      let runStart = 0;
-      const flush = async () => {
-        if (run.length > 0) await writeAt(handle, run, runStart * EXTENT_BYTES);
-        run = [];
-      };
-      for (const { index } of batch) {
-        const length = Math.min(EXTENT_BYTES, size - index * EXTENT_BYTES);
-        const data = byIndex.get(index) ?? Buffer.alloc(length);
-        if (data.length !== length) {
-          throw new PgfError('REPO_CORRUPT', `extent ${index} of ${path} holds ${data.length} bytes where the manifest says ${length}: run pgforever verify`);
-        }
-        if (run.length > 0 && index !== runStart + run.length) await flush();
-        if (run.length === 0) runStart = index;
-        run.push(data);
-        if (!options.delta) sumThrough(index, data);
-        result.bytesWritten += length;
-        result.extentsWritten += 1;
+    // Neighbouring extents go out together: thousands of 128 KiB writes cost the main thread more
+    // than the copying itself (writeAt still caps each call, see file-writes.ts).
+    let run: Buffer[] = [];
+    let runStart = 0;
+    const flush = async () => {
+      if (run.length > 0) await writeAt(this.fd, run, runStart * EXTENT_BYTES);
+      run = [];
+    };
+    for (const { index } of batch.todo) {
+      const length = extentLength(index);
+      const data = byIndex.get(index) ?? zeros.subarray(0, length);
+      if (data.length !== length) {
+        throw new PgfError('REPO_CORRUPT', `extent ${index} of ${this.path} holds ${data.length} bytes where the manifest says ${length}: run pgforever verify`);
       }
-      await flush();
+      if (run.length > 0 && index !== runStart + run.length) await flush();
+      if (run.length === 0) runStart = index;
+      run.push(data);
+      if (!this.options.delta) sumThrough(index, data);
+      this.result.bytesWritten += length;
+      this.result.extentsWritten += 1;
     }
-    if (!options.delta) {
-      sumThrough(extents.length);
-      result.crc32c = crc;
+    await flush();
+    if (!this.options.delta) {
+      sumThrough(batch.spanEnd);
+      this.spanCrcs[batch.number] = crc;
     }
-    await handle.chmod(options.mode);
-    await handle.utimes(options.mtimeMs / 1000, options.mtimeMs / 1000);
-    await handle.sync();
-  } finally {
-    await handle.close();
+    this.finished += 1;
+    this.unflushedBytes += batch.todo.length * EXTENT_BYTES;
+    if (this.unflushedBytes >= flushBehindBytes && this.flushing === undefined && !this.written) {
+      this.unflushedBytes = 0;
+      const flush = fsyncOf(this.fd).finally(() => {
+        if (this.flushing === flush) this.flushing = undefined;
+      });
+      // Awaited by finish(); a failure there fails the restore.
+      flush.catch(() => undefined);
+      this.flushing = flush;
+    }
+    return this.written;
   }
-  return result;
+
+  /** Gives the file its mode and time, makes it durable and closes it; once every batch is written. */
+  async finish(): Promise<FileRestoreResult> {
+    try {
+      if (!this.options.delta) {
+        // A file with no batch at all (empty, or only holes) still has a checksum: of its zeros.
+        let crc = 0;
+        if (this.batches.length === 0) {
+          for (let i = 0; i < this.extentCount; i++) crc = crc32cAppend(crc, zeros.subarray(0, Math.min(EXTENT_BYTES, this.size - i * EXTENT_BYTES)));
+        }
+        this.batches.forEach((batch, i) => {
+          const spanBytes = Math.min(this.size, batch.spanEnd * EXTENT_BYTES) - batch.spanStart * EXTENT_BYTES;
+          crc = crc32cCombine(crc, this.spanCrcs[i]!, spanBytes);
+        });
+        this.result.crc32c = crc;
+      }
+      fchmodSync(this.fd, this.options.mode);
+      futimesSync(this.fd, this.options.mtimeMs / 1000, this.options.mtimeMs / 1000);
+      await this.flushing;
+      await fsyncOf(this.fd);
+    } finally {
+      closeSync(this.fd);
+    }
+    return this.result;
+  }
+
+  /** Closes the file after a failure elsewhere; the restore as a whole has failed. */
+  abandon(): void {
+    // A background flush of a closed descriptor fails harmlessly (EBADF): the restore has failed anyway.
+    closeSync(this.fd);
+  }
+}
+
+/** Restores a whole file on its own, batch after batch (pg_control, written last). */
+export async function restoreFile(path: string, size: number, extents: readonly (Buffer | null)[], options: FileRestoreOptions, scratch: Buffer): Promise<FileRestoreResult> {
+  const file = await FileRestore.open(path, size, extents, options);
+  try {
+    for (let batch = file.claim(); batch !== undefined; batch = file.claim()) await file.restore(batch, scratch);
+  } catch (err) {
+    file.abandon();
+    throw err;
+  }
+  return file.finish();
 }

@@ -14,7 +14,7 @@ import { openStorage } from '../storage/index.js';
 import { Repository, type BackupManifest, type ManifestFile } from '../repo/index.js';
 import { formatLsn, parseLsn } from '../pg/lsn.js';
 import { newestArchivedSegment } from '../info/index.js';
-import { restoreFile } from './file.js';
+import { FileRestore, restoreFile, type FileRestoreResult } from './file.js';
 import { renderBackupManifest, type ManifestFile as PgManifestFile } from './backup-manifest.js';
 import { EXTENT_BYTES, crc32cAppend } from '../native/index.js';
 import { withRecoverySettings, type RecoveryOptions, type RecoveryTarget } from './recovery.js';
@@ -292,11 +292,57 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
         }
       }
     }
-    const worker = async () => {
-      const scratch = Buffer.allocUnsafeSlow(restoreBatchExtents * EXTENT_BYTES);
-      while (next < files.length) {
-        const file = files[next++]!;
-        if (file === controlLast) continue;
+    // Workers take batches from files already open before opening the next file, so the batches of a
+    // large file spread over all of them and only a few files are open at once.
+    const inProgress: FileRestore[] = [];
+    const unfinished = new Set<FileRestore>();
+    let failed = false;
+    const collect = (file: ManifestFile, result: FileRestoreResult) => {
+      totals.bytesWritten += result.bytesWritten;
+      totals.extentsWritten += result.extentsWritten;
+      totals.extentsKept += result.extentsKept;
+      if (result.crc32c !== undefined) checksums.set(file.path, result.crc32c);
+    };
+    // Largest first: a large file's batches keep every worker busy early, and its flush to disk
+    // overlaps the small files instead of ending the restore.
+    const order = files.filter((f) => f !== controlLast).sort((a, b) => b.size - a.size);
+    // A fresh restore reads every file's extent list: a few are read ahead of the workers, so that
+    // opening the next file rarely waits for one. (--delta reads a list only for a file it rewrites.)
+    const listsAhead = request.delta ? 0 : 16;
+    const lists = new Map<number, Promise<(Buffer | null)[]>>();
+    const extentListOf = (at: number): Promise<(Buffer | null)[]> => {
+      for (let i = at; i < Math.min(order.length, at + 1 + listsAhead); i++) {
+        if (lists.has(i)) continue;
+        const list = repo.readExtentList(order[i]!.extents);
+        // Read ahead of a failure elsewhere: rejected lists nobody waits for are not unhandled.
+        list.catch(() => undefined);
+        lists.set(i, list);
+      }
+      const list = lists.get(at)!;
+      lists.delete(at);
+      return list;
+    };
+    const manifestOf = new Map<FileRestore, ManifestFile>();
+    // A finished file's flush to disk does not hold up its worker: a few run in the background (each
+    // holds a thread of the pool, see bin/pgforever.js), and the restore waits for all of them before
+    // pg_control is written.
+    const finishing = new Set<Promise<void>>();
+    const finishingAtMost = 8;
+    const finishInBackground = async (file: FileRestore) => {
+      unfinished.delete(file);
+      const done = file.finish().then((result) => collect(manifestOf.get(file)!, result));
+      finishing.add(done);
+      // A failed flush stays in the set for the final wait to report.
+      done.then(
+        () => finishing.delete(done),
+        () => undefined,
+      );
+      if (finishing.size >= finishingAtMost) await Promise.race(finishing);
+    };
+    const openNext = async (): Promise<boolean> => {
+      while (next < order.length) {
+        const at = next++;
+        const file = order[at]!;
         if (skipped(file.path)) {
           // Right size, no contents: PostgreSQL can DROP DATABASE it after recovery.
           const handle = await open(join(pgdata, file.path), request.delta ? 'w' : 'wx', file.mode);
@@ -314,8 +360,8 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
           const earlier = recordedElsewhere.get(file.path)?.find((record) => recordedAs(local, record));
           if (earlier !== undefined) present = await repo.readExtentList(earlier.extents);
         }
-        const extents = await repo.readExtentList(file.extents);
-        const result = await restoreFile(join(pgdata, file.path), file.size, extents, {
+        const extents = await extentListOf(at);
+        const restore = await FileRestore.open(join(pgdata, file.path), file.size, extents, {
           key: repo.extentKey,
           source: reader,
           delta: request.delta,
@@ -323,15 +369,43 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
           mode: file.mode,
           mtimeMs: file.mtimeMs,
           batchExtents: restoreBatchExtents,
-          scratch,
         });
-        totals.bytesWritten += result.bytesWritten;
-        totals.extentsWritten += result.extentsWritten;
-        totals.extentsKept += result.extentsKept;
-        if (result.crc32c !== undefined) checksums.set(file.path, result.crc32c);
+        unfinished.add(restore);
+        manifestOf.set(restore, file);
+        if (restore.written) {
+          await finishInBackground(restore);
+          continue;
+        }
+        inProgress.push(restore);
+        return true;
+      }
+      return false;
+    };
+    const worker = async () => {
+      const scratch = Buffer.allocUnsafeSlow(restoreBatchExtents * EXTENT_BYTES);
+      while (!failed) {
+        const file = inProgress.find((f) => f.unclaimed);
+        const batch = file?.claim();
+        if (file === undefined || batch === undefined) {
+          if (!(await openNext())) return;
+          continue;
+        }
+        if (!file.unclaimed) inProgress.splice(inProgress.indexOf(file), 1);
+        if (await file.restore(batch, scratch)) await finishInBackground(file);
       }
     };
-    await Promise.all(Array.from({ length: Math.max(1, settings.processMax * 2) }, worker));
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: Math.max(1, settings.processMax * 2) }, () =>
+        worker().catch((err: unknown) => {
+          failed = true;
+          throw err;
+        }),
+      ),
+    );
+    for (const file of unfinished) file.abandon();
+    outcomes.push(...(await Promise.allSettled(finishing)));
+    const failure = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+    if (failure !== undefined) throw failure.reason;
 
     let filesRemoved = 0;
     if (request.delta) {
@@ -371,14 +445,20 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
     if (controlLast) {
       const temporary = `${controlFile}.pgforever`;
       await rm(join(pgdata, temporary), { force: true });
-      const result = await restoreFile(join(pgdata, temporary), controlLast.size, await repo.readExtentList(controlLast.extents), {
-        key: repo.extentKey,
-        source: reader,
-        delta: false,
-        mode: controlLast.mode,
-        mtimeMs: controlLast.mtimeMs,
-        batchExtents: 1,
-      });
+      const result = await restoreFile(
+        join(pgdata, temporary),
+        controlLast.size,
+        await repo.readExtentList(controlLast.extents),
+        {
+          key: repo.extentKey,
+          source: reader,
+          delta: false,
+          mode: controlLast.mode,
+          mtimeMs: controlLast.mtimeMs,
+          batchExtents: 1,
+        },
+        Buffer.allocUnsafe(EXTENT_BYTES),
+      );
       totals.bytesWritten += result.bytesWritten;
       totals.extentsWritten += result.extentsWritten;
       if (result.crc32c !== undefined) checksums.set(controlFile, result.crc32c);

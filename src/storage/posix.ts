@@ -195,7 +195,7 @@ export class PosixStorage implements Storage {
         return open(temporary, 'wx', 0o640);
       });
       try {
-        await writeAt(handle, parts, 0);
+        await writeAt(handle.fd, parts, 0);
         await handle.sync();
       } finally {
         await handle.close();

@@ -12,7 +12,10 @@ import {
   compressExtents,
   compressFrame,
   compressFrames,
+  crc32cAppend,
+  crc32cCombine,
   decompressFrame,
+  decompressIdentifiedExtentsInto,
   decompressFrames,
   extentId,
   extentIds,
@@ -265,6 +268,29 @@ describe('frames', () => {
       walked.push(pack.subarray(at, at + readFrameHeader(pack.subarray(at)).frameLength));
     }
     expectSameBytes(await decompressFrames(walked), pieces);
+  });
+
+  it('decompress extents into a reused buffer, each checked against its id', async () => {
+    const key = randomBytes(32);
+    const pieces = [raw, Buffer.from('a short one')];
+    const frames = await compressFrames(pieces, 1);
+    const ids = pieces.map((p) => extentId(p, key));
+    const out = Buffer.alloc(raw.length + 11);
+    const raws = await decompressIdentifiedExtentsInto(frames, ids, key, out);
+    expectSameBytes(raws, pieces);
+    expect(raws[0]!.buffer).toBe(out.buffer);
+    // Intact frames under each other's ids (an index pointing at the wrong frame).
+    expect(await codeOf(decompressIdentifiedExtentsInto(frames, [ids[1]!, ids[0]!], key, out))).toBe('FRAME_CORRUPT');
+    expect(await codeOf(decompressIdentifiedExtentsInto(frames, ids, randomBytes(32), out))).toBe('FRAME_CORRUPT');
+    expect(await codeOf(decompressIdentifiedExtentsInto(frames, ids, key, Buffer.alloc(raw.length)))).toBe('BUFFER_LENGTH');
+    expect(await codeOf(decompressIdentifiedExtentsInto(frames, ids.slice(1), key, out))).toBe('INVALID_ARGUMENT');
+  });
+
+  it('combine CRC-32C of pieces into the CRC of the whole', () => {
+    const head = raw.subarray(0, 1000);
+    const tail = raw.subarray(1000);
+    expect(crc32cCombine(crc32cAppend(0, head), crc32cAppend(0, tail), tail.length)).toBe(crc32cAppend(0, raw));
+    expect(crc32cCombine(0, crc32cAppend(0, tail), tail.length)).toBe(crc32cAppend(0, tail));
   });
 
   it('compress chosen extents of a chunk', async () => {

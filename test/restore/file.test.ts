@@ -3,10 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
-import { restoreFile, type ExtentSource } from '../../src/restore/file.js';
+import { FileRestore, restoreFile, type ExtentSource } from '../../src/restore/file.js';
 import { EXTENT_BYTES, extentIds } from '../../src/native/index.js';
 
 const dirs: string[] = [];
+const scratch = Buffer.alloc(4 * EXTENT_BYTES);
 afterAll(async () => {
   for (const dir of dirs) await rm(dir, { recursive: true, force: true });
 });
@@ -37,7 +38,7 @@ describe('restoreFile', () => {
     const content = Buffer.concat([randomBytes(EXTENT_BYTES), Buffer.alloc(8 * EXTENT_BYTES), randomBytes(5000)]);
     const { extents, byId } = await layout(content);
     const target = join(dir, 'f');
-    const result = await restoreFile(target, content.length, extents, { key, source: new CountingSource(byId), delta: false, mode: 0o600, mtimeMs: 1_700_000_000_123.5, batchExtents: 4 });
+    const result = await restoreFile(target, content.length, extents, { key, source: new CountingSource(byId), delta: false, mode: 0o600, mtimeMs: 1_700_000_000_123.5, batchExtents: 4 }, scratch);
     expect(result.extentsWritten).toBe(2);
     expect((await readFile(target)).equals(content)).toBe(true);
     const st = await stat(target);
@@ -58,7 +59,7 @@ describe('restoreFile', () => {
     stale.fill(9, 3 * EXTENT_BYTES + 10, 3 * EXTENT_BYTES + 20);
     await writeFile(target, Buffer.concat([stale, randomBytes(1000)]));
     const source = new CountingSource(byId);
-    const result = await restoreFile(target, content.length, extents, { key, source, delta: true, mode: 0o600, mtimeMs: 1_700_000_000_123.5, batchExtents: 4 });
+    const result = await restoreFile(target, content.length, extents, { key, source, delta: true, mode: 0o600, mtimeMs: 1_700_000_000_123.5, batchExtents: 4 }, scratch);
     expect(result.extentsWritten).toBe(2);
     expect(result.extentsKept).toBe(3);
     expect(source.fetched).toBe(1);
@@ -76,7 +77,44 @@ describe('restoreFile checksum', () => {
     const ids = await extentIds(content, key);
     const extents = ids.map((id, i) => (content.subarray(i * EXTENT_BYTES, (i + 1) * EXTENT_BYTES).every((b) => b === 0) ? null : Buffer.from(id)));
     const byId = new Map(extents.flatMap((id, i) => (id ? [[id.toString('hex'), Buffer.from(content.subarray(i * EXTENT_BYTES, (i + 1) * EXTENT_BYTES))] as const] : [])));
-    const result = await restoreFile(join(dir, 'f'), content.length, extents, { key, source: new CountingSource(new Map(byId)), delta: false, mode: 0o600, mtimeMs: 1_700_000_000_123.5, batchExtents: 2 });
+    const result = await restoreFile(join(dir, 'f'), content.length, extents, { key, source: new CountingSource(new Map(byId)), delta: false, mode: 0o600, mtimeMs: 1_700_000_000_123.5, batchExtents: 2 }, scratch);
+    expect(result.crc32c).toBe(crc32cAppend(0, content));
+  });
+});
+
+describe('FileRestore', () => {
+  it('gives the same file and checksum when its batches are written out of order, as several workers do', async () => {
+    const { crc32cAppend } = await import('../../src/native/index.js');
+    const key = randomBytes(32);
+    const dir = await mkdtemp(join(tmpdir(), 'pgf-restore-'));
+    dirs.push(dir);
+    const pieces = Array.from({ length: 11 }, (_, i) => (i % 3 === 1 ? Buffer.alloc(EXTENT_BYTES) : randomBytes(EXTENT_BYTES)));
+    const content = Buffer.concat([...pieces, randomBytes(999)]);
+    const ids = await extentIds(content, key);
+    const extents = ids.map((id, i) => (content.subarray(i * EXTENT_BYTES, (i + 1) * EXTENT_BYTES).every((b) => b === 0) ? null : Buffer.from(id)));
+    const byId = new Map(extents.flatMap((id, i) => (id ? [[id.toString('hex'), Buffer.from(content.subarray(i * EXTENT_BYTES, (i + 1) * EXTENT_BYTES))] as const] : [])));
+    const file = await FileRestore.open(join(dir, 'f'), content.length, extents, { key, source: new CountingSource(byId), delta: false, mode: 0o640, mtimeMs: 1_700_000_000_123.5, batchExtents: 2 });
+    const batches = [];
+    for (let batch = file.claim(); batch !== undefined; batch = file.claim()) batches.push(batch);
+    expect(batches.length).toBe(4);
+    const last = [];
+    for (const batch of batches.reverse()) last.push(await file.restore(batch, Buffer.alloc(2 * EXTENT_BYTES)));
+    expect(last).toEqual([false, false, false, true]);
+    const result = await file.finish();
+    expect((await readFile(join(dir, 'f'))).equals(content)).toBe(true);
+    expect(result.crc32c).toBe(crc32cAppend(0, content));
+    expect((await stat(join(dir, 'f'))).mode & 0o777).toBe(0o640);
+  });
+
+  it('sizes a fresh file that ends in a hole, and checksums a file of holes only', async () => {
+    const { crc32cAppend } = await import('../../src/native/index.js');
+    const key = randomBytes(32);
+    const dir = await mkdtemp(join(tmpdir(), 'pgf-restore-'));
+    dirs.push(dir);
+    const content = Buffer.alloc(3 * EXTENT_BYTES);
+    const result = await restoreFile(join(dir, 'f'), content.length, [null, null, null], { key, source: new CountingSource(new Map()), delta: false, mode: 0o600, mtimeMs: 1_700_000_000_123.5, batchExtents: 2 }, scratch);
+    expect(result.extentsWritten).toBe(0);
+    expect((await readFile(join(dir, 'f'))).equals(content)).toBe(true);
     expect(result.crc32c).toBe(crc32cAppend(0, content));
   });
 });

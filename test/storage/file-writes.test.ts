@@ -19,7 +19,7 @@ describe('writeAt', () => {
     const path = join(dir, 'file');
     const handle = await open(path, 'w');
     try {
-      await writeAt(handle, buffers, 4096);
+      await writeAt(handle.fd, buffers, 4096);
     } finally {
       await handle.close();
     }

@@ -5,6 +5,12 @@ pub fn crc32c_append(crc: u32, data: &[u8]) -> u32 {
     crc32c::crc32c_append(crc, data)
 }
 
+/// The CRC-32C of two pieces back to back from each one's CRC and the second's length: pieces
+/// of one file restored out of order still give the file's checksum.
+pub fn crc32c_combine(first: u32, second: u32, second_length: usize) -> u32 {
+    crc32c::crc32c_combine(first, second, second_length)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -17,5 +23,10 @@ mod tests {
         assert_eq!(whole, pieces);
         // The check value of CRC-32C (Castagnoli).
         assert_eq!(crc32c_append(0, b"123456789"), 0xE306_9283);
+        let (head, tail) = data.split_at(40_000);
+        assert_eq!(
+            crc32c_combine(crc32c_append(0, head), crc32c_append(0, tail), tail.len()),
+            whole
+        );
     }
 }

@@ -131,6 +131,44 @@ pub fn id(extent: &[u8], key: &[u8]) -> Result<ExtentId> {
     Ok(hash_with(&keyed_hasher(key)?, extent))
 }
 
+/// Restore's read path in one pass: decompresses `frames` end to end into `out` (as
+/// [`crate::frame::decompress_many_into`]) and checks that each holds the extent `ids` names
+/// (`ids` is the ids end to end, [`ID_BYTES`] each, one per frame). The frame checksums catch
+/// damaged bytes; the ids catch an index that points at the wrong frame. Returns each extent's
+/// length.
+pub fn decompress_identified_into(
+    frames: &[&[u8]],
+    ids: &[u8],
+    key: &[u8],
+    out: &mut [u8],
+) -> Result<Vec<usize>> {
+    if ids.len() != frames.len() * ID_BYTES {
+        return Err(CoreError::new(
+            ErrorCode::InvalidArgument,
+            format!(
+                "{} frames need {} bytes of ids, got {}",
+                frames.len(),
+                frames.len() * ID_BYTES,
+                ids.len()
+            ),
+        ));
+    }
+    let hasher = keyed_hasher(key)?;
+    // Each extent is hashed as soon as it is decompressed, while its 128 KiB are still in cache.
+    crate::frame::decompress_many_into_checked(frames, out, |i, raw| {
+        let expected = ids
+            .get(i * ID_BYTES..(i + 1) * ID_BYTES)
+            .unwrap_or_default();
+        if hash_with(&hasher, raw) != expected {
+            return Err(CoreError::new(
+                ErrorCode::FrameCorrupt,
+                format!("frame {i} does not hold the extent its index entry names"),
+            ));
+        }
+        Ok(())
+    })
+}
+
 fn keyed_hasher(key: &[u8]) -> Result<blake3::Hasher> {
     let key: &[u8; KEY_BYTES] = key.try_into().map_err(|_| {
         CoreError::new(

@@ -437,6 +437,16 @@ pub fn decompress_many(frames: &[&[u8]]) -> Result<Batch> {
 /// raw bytes end to end from its start. Returns each one's length; BufferLength when they do not
 /// fit, and `out` may then hold part of them.
 pub fn decompress_many_into(frames: &[&[u8]], out: &mut [u8]) -> Result<Vec<usize>> {
+    decompress_many_into_checked(frames, out, |_, _| Ok(()))
+}
+
+/// [`decompress_many_into`], handing each raw piece to `check` (with its position) right after it
+/// is decompressed, while it is still in cache; the first error stops the batch.
+pub fn decompress_many_into_checked(
+    frames: &[&[u8]],
+    out: &mut [u8],
+    mut check: impl FnMut(usize, &[u8]) -> Result<()>,
+) -> Result<Vec<usize>> {
     let headers = whole_headers(frames)?;
     let total: usize = headers.iter().map(|h| h.raw_length).sum();
     if total > out.len() {
@@ -455,6 +465,7 @@ pub fn decompress_many_into(frames: &[&[u8]], out: &mut [u8]) -> Result<Vec<usiz
             ));
         };
         decompress_to_slice(frame, header, target).map_err(at_frame(i))?;
+        check(i, target)?;
         lengths.push(header.raw_length);
         at += header.raw_length;
     }

@@ -162,3 +162,45 @@ pub fn extent_id(extent: &[u8], key: &[u8]) -> Result<Buffer> {
     let id = extent::id(extent, key).map_err(to_napi)?;
     Ok(Buffer::from(id.to_vec()))
 }
+
+pub struct DecompressIdentified {
+    frames: Vec<Buffer>,
+    ids: Buffer,
+    key: Buffer,
+    out: Buffer,
+}
+
+impl Task for DecompressIdentified {
+    type Output = Vec<usize>;
+    type JsValue = Uint32Array;
+
+    fn compute(&mut self) -> Result<Self::Output> {
+        let frames: Vec<&[u8]> = self.frames.iter().map(|f| &f[..]).collect();
+        extent::decompress_identified_into(&frames, &self.ids, &self.key, &mut self.out)
+            .map_err(to_napi)
+    }
+
+    fn resolve(&mut self, _env: Env, lengths: Self::Output) -> Result<Self::JsValue> {
+        // Each extent fits in `out`, a JavaScript buffer: below 4 GiB.
+        Ok(Uint32Array::new(
+            lengths.iter().map(|&len| len as u32).collect(),
+        ))
+    }
+}
+
+/// Decompresses `frames` end to end into `out` and checks each against its id (`ids`: 32 bytes
+/// per frame, end to end); resolves to the extents' lengths.
+#[napi(ts_return_type = "Promise<Uint32Array>")]
+pub fn decompress_identified_extents_into(
+    frames: Vec<Buffer>,
+    ids: Buffer,
+    key: Buffer,
+    out: Buffer,
+) -> AsyncTask<DecompressIdentified> {
+    AsyncTask::new(DecompressIdentified {
+        frames,
+        ids,
+        key,
+        out,
+    })
+}

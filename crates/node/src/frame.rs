@@ -141,35 +141,6 @@ pub fn compress_extents(chunk: Buffer, extents: Vec<u32>, level: i32) -> AsyncTa
     })
 }
 
-pub struct DecompressInto {
-    frames: Vec<Buffer>,
-    out: Buffer,
-}
-
-impl Task for DecompressInto {
-    type Output = Vec<usize>;
-    type JsValue = Uint32Array;
-
-    fn compute(&mut self) -> Result<Self::Output> {
-        let frames: Vec<&[u8]> = self.frames.iter().map(|f| &f[..]).collect();
-        frame::decompress_many_into(&frames, &mut self.out).map_err(to_napi)
-    }
-
-    fn resolve(&mut self, _env: Env, lengths: Self::Output) -> Result<Self::JsValue> {
-        // Each piece fits in `out`, a JavaScript buffer: below 4 GiB.
-        Ok(Uint32Array::new(
-            lengths.iter().map(|&len| len as u32).collect(),
-        ))
-    }
-}
-
-/// The raw bytes of each frame, verified, end to end from the start of `out` (a buffer the caller
-/// reuses: no allocation per batch); resolves to their lengths.
-#[napi(ts_return_type = "Promise<Uint32Array>")]
-pub fn decompress_frames_into(frames: Vec<Buffer>, out: Buffer) -> AsyncTask<DecompressInto> {
-    AsyncTask::new(DecompressInto { frames, out })
-}
-
 /// The raw bytes of each frame, verified; the first bad frame rejects the batch.
 #[napi(ts_return_type = "Promise<FrameBatch>")]
 pub fn decompress_frames(frames: Vec<Buffer>) -> AsyncTask<BatchWork> {

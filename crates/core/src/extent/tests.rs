@@ -239,3 +239,35 @@ fn garbage_chunks_do_not_panic() {
         assert!(result.scan.extents.iter().all(|e| e.changed));
     }
 }
+
+#[test]
+fn decompressing_checks_each_extent_against_its_id() {
+    let key = [7u8; KEY_BYTES];
+    let extents: Vec<Vec<u8>> = vec![
+        vec![1u8; EXTENT_BYTES],
+        (0..5000u32).map(|i| i as u8).collect(),
+    ];
+    let frames: Vec<Vec<u8>> = extents
+        .iter()
+        .map(|e| crate::frame::compress(e, 1).expect("compress"))
+        .collect();
+    let frames: Vec<&[u8]> = frames.iter().map(|f| &f[..]).collect();
+    let ids: Vec<u8> = extents
+        .iter()
+        .flat_map(|e| id(e, &key).expect("id"))
+        .collect();
+    let mut out = vec![0u8; EXTENT_BYTES + 5000];
+    let lengths = decompress_identified_into(&frames, &ids, &key, &mut out).expect("verified");
+    assert_eq!(lengths, vec![EXTENT_BYTES, 5000]);
+    assert_eq!(out, extents.concat());
+
+    // The same frames under each other's ids: intact bytes, wrong extents.
+    let swapped: Vec<u8> = [&ids[ID_BYTES..], &ids[..ID_BYTES]].concat();
+    let err = decompress_identified_into(&frames, &swapped, &key, &mut out).expect_err("mismatch");
+    assert_eq!(err.code, ErrorCode::FrameCorrupt);
+    assert!(err.message.starts_with("frame 0 "), "{}", err.message);
+
+    let err = decompress_identified_into(&frames, &ids[..ID_BYTES], &key, &mut out)
+        .expect_err("short ids");
+    assert_eq!(err.code, ErrorCode::InvalidArgument);
+}
