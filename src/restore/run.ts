@@ -11,10 +11,10 @@ import { PgfError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import type { Settings } from '../config/index.js';
 import { openStorage } from '../storage/index.js';
-import { Repository, type BackupManifest, type ManifestFile } from '../repo/index.js';
+import { Repository, type BackupManifest, type ExtentReader, type ManifestFile } from '../repo/index.js';
 import { formatLsn, parseLsn } from '../pg/lsn.js';
 import { newestArchivedSegment } from '../info/index.js';
-import { FileRestore, restoreFile, type FileRestoreResult } from './file.js';
+import { FileRestore, restoreFile, type ExtentSource, type FileRestoreResult } from './file.js';
 import { renderBackupManifest, type ManifestFile as PgManifestFile } from './backup-manifest.js';
 import { EXTENT_BYTES, crc32cAppend } from '../native/index.js';
 import { withRecoverySettings, type RecoveryOptions, type RecoveryTarget } from './recovery.js';
@@ -149,14 +149,13 @@ async function checkTargetArchived(repo: Repository, target: RecoveryTarget): Pr
 
 async function removeExtraneous(root: string, wanted: ReadonlySet<string>, relative = ''): Promise<number> {
   let removed = 0;
-  for (const name of await readdir(join(root, relative))) {
-    const path = relative ? `${relative}/${name}` : name;
+  for (const entry of await readdir(join(root, relative), { withFileTypes: true })) {
+    const path = relative ? `${relative}/${entry.name}` : entry.name;
     if (path === 'pg_wal') continue;
-    const st = await lstat(join(root, path));
     if (!wanted.has(path)) {
       await rm(join(root, path), { recursive: true, force: true });
       removed += 1;
-    } else if (st.isDirectory()) {
+    } else if (entry.isDirectory()) {
       removed += await removeExtraneous(root, wanted, path);
     }
   }
@@ -248,8 +247,15 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
     await checkTargetArchived(repo, request.target);
     log.info({ backup: manifest.id, pgdata }, 'restore started');
 
-    const index = await repo.loadIndex({ forReuse: false });
-    const reader = repo.extentReader(index, { parallel: Math.max(2, settings.processMax * 2) });
+    // The index is loaded on the first fetch, beside the first files' lists: a --delta restore
+    // that finds every file in place never needs it.
+    let reader: Promise<ExtentReader> | undefined;
+    const extentSource: ExtentSource = {
+      fetch: async (ids, into) => {
+        reader ??= repo.loadIndex({ forReuse: false }).then((index) => repo.extentReader(index, { parallel: Math.max(2, settings.processMax * 2) }));
+        return (await reader).fetch(ids, into);
+      },
+    };
     await mkdir(pgdata, { recursive: true, mode: 0o700 });
     // A delta restore must not be startable while it is half done.
     await rm(join(pgdata, controlFile), { force: true });
@@ -363,7 +369,7 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
         const extents = await extentListOf(at);
         const restore = await FileRestore.open(join(pgdata, file.path), file.size, extents, {
           key: repo.extentKey,
-          source: reader,
+          source: extentSource,
           delta: request.delta,
           ...(present !== undefined ? { present } : {}),
           mode: file.mode,
@@ -451,7 +457,7 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
         await repo.readExtentList(controlLast.extents),
         {
           key: repo.extentKey,
-          source: reader,
+          source: extentSource,
           delta: false,
           mode: controlLast.mode,
           mtimeMs: controlLast.mtimeMs,
@@ -476,7 +482,7 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
       ...totals,
       filesRemoved,
       durationMs: Date.now() - began,
-      requests: reader.stats.requests,
+      requests: reader === undefined ? 0 : (await reader).stats.requests,
     };
   } finally {
     await storage.close();
