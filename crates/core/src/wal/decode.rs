@@ -262,12 +262,10 @@ pub(crate) fn decode<'a>(
     let mut c = Cursor::new(&bytes[..]);
     c.skip(RECORD_HEADER_SIZE).ok_or_else(short)?;
 
-    struct Pending {
-        block: BlockRef,
-        image_len: usize,
-        data_len: usize,
-    }
-    let mut pending: Vec<Pending> = Vec::new();
+    // Block ids strictly increase up to MAX_BLOCK_ID, so a record has at most that many + 1
+    // blocks: their payload lengths stay on the stack (one allocation per record, not two).
+    let mut blocks: Vec<BlockRef> = Vec::new();
+    let mut payload_lengths = [(0usize, 0usize); MAX_BLOCK_ID as usize + 1];
     let mut origin = None;
     let mut toplevel_xid = None;
     let mut main_len = 0usize;
@@ -371,18 +369,17 @@ pub(crate) fn decode<'a>(
                         .ok_or_else(|| "BKPBLOCK_SAME_REL set but no previous rel".to_owned())?
                 };
                 let block = c.u32().ok_or_else(short)?;
-                pending.push(Pending {
-                    block: BlockRef {
-                        id,
-                        fork: fork_flags & BKPBLOCK_FORK_MASK,
-                        flags: fork_flags & !BKPBLOCK_FORK_MASK,
-                        locator,
-                        block,
-                        image,
-                        data: 0..0,
-                    },
-                    image_len,
-                    data_len,
+                if let Some(lengths) = payload_lengths.get_mut(blocks.len()) {
+                    *lengths = (image_len, data_len);
+                }
+                blocks.push(BlockRef {
+                    id,
+                    fork: fork_flags & BKPBLOCK_FORK_MASK,
+                    flags: fork_flags & !BKPBLOCK_FORK_MASK,
+                    locator,
+                    block,
+                    image,
+                    data: 0..0,
                 });
             }
             id => return Err(format!("invalid block_id {id}")),
@@ -394,20 +391,13 @@ pub(crate) fn decode<'a>(
 
     // Payloads follow the headers in block order (image, then data), then the main data.
     let mut at = c.position();
-    let mut blocks = Vec::with_capacity(pending.len());
-    for Pending {
-        mut block,
-        image_len,
-        data_len,
-    } in pending
-    {
+    for (block, &(image_len, data_len)) in blocks.iter_mut().zip(&payload_lengths) {
         if let Some(image) = block.image.as_mut() {
             image.range = at..at + image_len;
             at += image_len;
         }
         block.data = at..at + data_len;
         at += data_len;
-        blocks.push(block);
     }
     let main_data = at..at + main_len;
     debug_assert_eq!(main_data.end, bytes.len());

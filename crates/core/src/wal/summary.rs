@@ -172,6 +172,7 @@ fn summarize(mut reader: SegmentReader<'_>, context: &SegmentContext) -> Result<
     let mut per_rmgr = vec![[0u64; 4]; 256];
     let mut per_type = vec![0u64; 256 * 16];
     let mut block_refs: Vec<(RelFileLocator, u8, u32)> = Vec::new();
+    let mut block_references = 0u64;
     let mut full_page_images = 0u64;
     let mut transactions = Vec::new();
     let mut restore_points = Vec::new();
@@ -200,7 +201,15 @@ fn summarize(mut reader: SegmentReader<'_>, context: &SegmentContext) -> Result<
         };
         per_type[usize::from(record.rmid) * 16 + usize::from(kind >> 4)] += 1;
         for block in &record.blocks {
-            block_refs.push((block.locator, block.fork, block.block));
+            block_references += 1;
+            // Runs of records on the same few blocks (a bulk insert fills a heap page and an
+            // index leaf over dozens of records) are kept once: the sort in compact() is the
+            // costliest step of a summary.
+            let block_ref = (block.locator, block.fork, block.block);
+            let recent = &block_refs[block_refs.len().saturating_sub(4)..];
+            if !recent.contains(&block_ref) {
+                block_refs.push(block_ref);
+            }
             if let Some(image) = &block.image {
                 full_page_images += 1;
                 rmgr[2] += 1;
@@ -306,7 +315,7 @@ fn summarize(mut reader: SegmentReader<'_>, context: &SegmentContext) -> Result<
         switch_lsn,
         rmgrs,
         types,
-        block_references: block_refs.len() as u64,
+        block_references,
         full_page_images,
         relations: compact(block_refs),
         transactions,
