@@ -329,11 +329,11 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
       return list;
     };
     const manifestOf = new Map<FileRestore, ManifestFile>();
-    // A finished file's flush to disk does not hold up its worker: a few run in the background (each
-    // holds a thread of the pool, see bin/pgforever.js), and the restore waits for all of them before
-    // pg_control is written.
+    // A finished file's flush to disk does not hold up its worker: a couple run in the background
+    // (each holds one of libuv's four pool threads, which the workers' reads, decompression and
+    // writes need too), and the restore waits for all of them before pg_control is written.
     const finishing = new Set<Promise<void>>();
-    const finishingAtMost = 8;
+    const finishingAtMost = 2;
     const finishInBackground = async (file: FileRestore) => {
       unfinished.delete(file);
       const done = file.finish().then((result) => collect(manifestOf.get(file)!, result));
