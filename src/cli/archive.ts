@@ -3,12 +3,8 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { openStorage } from '../storage/index.js';
 import { PgfError } from '../errors/index.js';
 import type { Settings } from '../config/index.js';
-import { getWalFile, openRepository, pushWalFile } from '../wal/archive.js';
 import { archiveCommands as commandsFor, postgresqlConfLines, type ArchiveCommands } from '../wal/archive-command.js';
-import { runArchiveDaemon, holdsSpoolLock } from '../wal/daemon.js';
-import { WalFetcher } from '../wal/fetch.js';
-import { WalPusher } from '../wal/push.js';
-import { Spool, spoolBeside } from '../wal/spool.js';
+import { spoolBeside } from '../wal/spool.js';
 import { commandContext, printJson, withCommonOptions } from './common.js';
 
 type Flags = Record<string, unknown> & { config?: string; json?: boolean; spool?: string; timeout?: number; prefetch?: number; idleExit?: number };
@@ -52,6 +48,7 @@ export function registerArchiveCommands(program: Command): void {
   ).action(async (path: string, flags: Flags) => {
     const { settings, log } = commandContext(flags);
     try {
+      const { pushWalFile } = await import('../wal/archive.js');
       const outcome = await pushWalFile(await openStorage(settings.repo, settings.s3), path, {
         spool: flags.spool ?? (await spoolBeside(dirname(path), settings.repo)),
         parallel: settings.processMax,
@@ -76,6 +73,7 @@ export function registerArchiveCommands(program: Command): void {
   ).action(async (name: string, dest: string, flags: Flags) => {
     const { settings, log } = commandContext(flags);
     try {
+      const { getWalFile } = await import('../wal/archive.js');
       const found = await getWalFile(await openStorage(settings.repo, settings.s3), name, dest, {
         spool: flags.spool ?? (await spoolBeside(dirname(dest), settings.repo)),
         parallel: settings.processMax,
@@ -99,6 +97,13 @@ export function registerArchiveCommands(program: Command): void {
       .option('--prefetch <count>', 'segments to keep fetched ahead of recovery (default 4 x process max)', wholeNumber('--prefetch', 0, 1024)),
   ).action(async (flags: Flags) => {
     const { settings, log } = commandContext(flags);
+    const [{ Spool }, { holdsSpoolLock, runArchiveDaemon }, { openRepository }, { WalPusher }, { WalFetcher }] = await Promise.all([
+      import('../wal/spool.js'),
+      import('../wal/daemon.js'),
+      import('../wal/archive.js'),
+      import('../wal/push.js'),
+      import('../wal/fetch.js'),
+    ]);
     const spool = await Spool.open(flags.spool ?? '');
     if (!(await holdsSpoolLock(spool))) {
       throw new PgfError('USAGE', `archive-daemon runs only as started by pgforever-archive, which passes the locked ${spool.lockPath} as its standard input`);

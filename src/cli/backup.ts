@@ -1,8 +1,6 @@
 import type { Command } from 'commander';
-import { ServerConnection } from '../pg/server.js';
 import { openStorage } from '../storage/index.js';
-import { Repository } from '../repo/index.js';
-import { runBackup, type BackupProgress, type BackupSummary } from '../backup/run.js';
+import type { BackupProgress, BackupSummary } from '../backup/run.js';
 import { commandContext, printJson, withCommonOptions } from './common.js';
 import { archiveCommands } from './archive.js';
 
@@ -27,6 +25,7 @@ function describe(summary: BackupSummary): string {
 export function registerBackupCommands(program: Command): void {
   withCommonOptions(program.command('init').description('create the repository for this cluster'), { json: true }).action(async (flags: Flags) => {
     const { settings, json } = commandContext(flags);
+    const [{ ServerConnection }, { Repository }] = await Promise.all([import('../pg/server.js'), import('../repo/index.js')]);
     const server = await ServerConnection.connect(settings.pgUrl);
     try {
       const info = await server.info();
@@ -74,6 +73,7 @@ export function registerBackupCommands(program: Command): void {
           if (p.filesDone === p.files) process.stderr.write('\n');
         }
       : undefined;
+    const { runBackup } = await import('../backup/run.js');
     const summary = await runBackup(settings, log, {
       full: flags.full === true,
       ...(typeof flags.label === 'string' ? { label: flags.label } : {}),

@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import { openStorage } from '../storage/index.js';
-import { Repository } from '../repo/index.js';
-import { runExpire, type ExpireSummary } from '../retention/expire.js';
+import type { ExpireSummary } from '../retention/expire.js';
 import { PgfError } from '../errors/index.js';
 import { commandContext, printJson, withCommonOptions } from './common.js';
 
@@ -54,6 +53,7 @@ export function registerExpireCommands(program: Command): void {
       const repackBelow = wholeNumber('--repack-below', flags.repackBelow, 50, 100) / 100;
       const storage = await openStorage(settings.repo, settings.s3);
       try {
+        const [{ Repository }, { runExpire }] = await Promise.all([import('../repo/index.js'), import('../retention/expire.js')]);
         const repo = await Repository.open(storage);
         const summary = await runExpire(repo, log, {
           rules: settings.retention,

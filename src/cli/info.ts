@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import { openStorage } from '../storage/index.js';
-import { Repository } from '../repo/index.js';
-import { repositoryInfo, type RepositoryInfo } from '../info/index.js';
+import type { RepositoryInfo } from '../info/index.js';
 import { commandContext, printJson, withCommonOptions } from './common.js';
 
 type Flags = Record<string, unknown> & { json?: boolean };
@@ -33,6 +32,7 @@ export function registerInfoCommands(program: Command): void {
       const { settings, json } = commandContext(flags);
       const storage = await openStorage(settings.repo, settings.s3);
       try {
+        const [{ Repository }, { repositoryInfo }] = await Promise.all([import('../repo/index.js'), import('../info/index.js')]);
         const info = await repositoryInfo(await Repository.open(storage));
         if (json) printJson(info);
         else process.stdout.write(render(info));

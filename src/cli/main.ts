@@ -7,6 +7,8 @@ import { registerInfoCommands } from './info.js';
 import { registerExpireCommands } from './expire.js';
 import { registerVerifyCommands } from './verify.js';
 
+// Each command imports what does its work when it runs (see the register functions): a restore or an
+// archive-get started on a cold page cache then reads only its own modules from disk.
 export function buildProgram(): Command {
   const program = new Command('pgforever')
     .description('incremental-forever physical backups with point-in-time recovery for PostgreSQL')

@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
 import { PgfError } from '../errors/index.js';
-import { runRestore } from '../restore/run.js';
 import type { RecoveryTarget } from '../restore/recovery.js';
 import { commandContext, printJson, withCommonOptions } from './common.js';
 import { archiveCommands } from './archive.js';
@@ -61,6 +60,7 @@ export function registerRestoreCommands(program: Command): void {
       throw new PgfError('USAGE', `--target-action must be promote, pause or shutdown, got ${String(action)}`);
     }
     if (flags.type !== undefined && flags.type !== 'standby') throw new PgfError('USAGE', `--type takes only 'standby', got ${String(flags.type)}`);
+    const { runRestore } = await import('../restore/run.js');
     const summary = await runRestore(settings, log, {
       pgdata: settings.pgdata,
       ...(typeof flags.set === 'string' ? { set: flags.set } : {}),

@@ -1,8 +1,7 @@
 import type { Command } from 'commander';
 import { openStorage } from '../storage/index.js';
-import { Repository } from '../repo/index.js';
 import { PgfError } from '../errors/index.js';
-import { verifyRepository, type VerifyReport } from '../verify/index.js';
+import type { VerifyReport } from '../verify/index.js';
 import { commandContext, printJson, withCommonOptions } from './common.js';
 
 type Flags = Record<string, unknown> & { json?: boolean; backup?: string; full?: boolean };
@@ -28,6 +27,7 @@ export function registerVerifyCommands(program: Command): void {
       const { settings, json } = commandContext(flags);
       const storage = await openStorage(settings.repo, settings.s3);
       try {
+        const [{ Repository }, { verifyRepository }] = await Promise.all([import('../repo/index.js'), import('../verify/index.js')]);
         const repo = await Repository.open(storage);
         if (flags.backup !== undefined && !(await repo.listBackups()).includes(flags.backup)) {
           throw new PgfError('USAGE', `no backup ${flags.backup} in ${repo.location}: pgforever info lists them`);
