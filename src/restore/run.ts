@@ -162,6 +162,25 @@ async function removeExtraneous(root: string, wanted: ReadonlySet<string>, relat
   return removed;
 }
 
+/**
+ * `load(i)` for items `at` to `at + ahead` when item `at` is asked for, each started once: reads in
+ * flight ahead of the one needed. A rejection nobody asks for is not reported as unhandled.
+ */
+function readAhead<T>(ahead: number, count: number, load: (i: number) => Promise<T>): (at: number) => Promise<T> {
+  const started = new Map<number, Promise<T>>();
+  return (at) => {
+    for (let i = at; i < Math.min(count, at + 1 + ahead); i++) {
+      if (started.has(i)) continue;
+      const value = load(i);
+      value.catch(() => undefined);
+      started.set(i, value);
+    }
+    const value = started.get(at)!;
+    started.delete(at);
+    return value;
+  };
+}
+
 /** Whether a path belongs to a database that --db-include leaves out (system databases are always kept). */
 function databaseFilter(manifest: BackupManifest, include: readonly string[]): (path: string) => boolean {
   if (include.length === 0) return () => false;
@@ -312,22 +331,11 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
     // Largest first: a large file's batches keep every worker busy early, and its flush to disk
     // overlaps the small files instead of ending the restore.
     const order = files.filter((f) => f !== controlLast).sort((a, b) => b.size - a.size);
-    // A fresh restore reads every file's extent list: a few are read ahead of the workers, so that
-    // opening the next file rarely waits for one. (--delta reads a list only for a file it rewrites.)
-    const listsAhead = request.delta ? 0 : 16;
-    const lists = new Map<number, Promise<(Buffer | null)[]>>();
-    const extentListOf = (at: number): Promise<(Buffer | null)[]> => {
-      for (let i = at; i < Math.min(order.length, at + 1 + listsAhead); i++) {
-        if (lists.has(i)) continue;
-        const list = repo.readExtentList(order[i]!.extents);
-        // Read ahead of a failure elsewhere: rejected lists nobody waits for are not unhandled.
-        list.catch(() => undefined);
-        lists.set(i, list);
-      }
-      const list = lists.get(at)!;
-      lists.delete(at);
-      return list;
-    };
+    // A fresh restore reads every file's extent list, a --delta one looks at every local file: both
+    // run ahead of the workers, so that opening the next file rarely waits (a cold inode table is
+    // read fastest with many requests in flight). --delta reads a list only for a file it rewrites.
+    const extentListOf = readAhead(request.delta ? 0 : 16, order.length, (i) => repo.readExtentList(order[i]!.extents));
+    const localFileOf = readAhead(request.delta ? 64 : 0, order.length, (i) => lstat(join(pgdata, order[i]!.path)).catch(() => undefined));
     const manifestOf = new Map<FileRestore, ManifestFile>();
     // A finished file's flush to disk does not hold up its worker: a couple run in the background
     // (each holds one of libuv's four pool threads, which the workers' reads, decompression and
@@ -358,7 +366,7 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
         }
         let present: (Buffer | null)[] | undefined;
         if (request.delta) {
-          const local = await lstat(join(pgdata, file.path)).catch(() => undefined);
+          const local = await localFileOf(at);
           if (recordedAs(local, file)) {
             totals.filesKept += 1;
             continue;
