@@ -35,7 +35,10 @@ export declare function compressFrames(raws: Array<Buffer>, level: number): Prom
 /** Extends a CRC-32C over `data`; synchronous because hardware CRC runs at tens of GB/s. */
 export declare function crc32cAppend(crc: number, data: Uint8Array): number
 
-/** The CRC-32C of two pieces back to back, from each one's CRC and the second's length. */
+/**
+ * The CRC-32C of two pieces back to back, from each one's CRC and the second's length (a JS
+ * number: a run of holes in a file may pass 4 GiB).
+ */
 export declare function crc32cCombine(first: number, second: number, secondLength: number): number
 
 /** The raw bytes of exactly one frame, verified. */

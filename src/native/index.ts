@@ -245,7 +245,7 @@ export function crc32cAppend(crc: number, data: Uint8Array): number {
 
 /** The CRC-32C of two pieces back to back, from each one's CRC and the second's length. */
 export function crc32cCombine(first: number, second: number, secondLength: number): number {
-  requireInteger('length', secondLength, 0, 0xffffffff);
+  requireInteger('length', secondLength, 0, Number.MAX_SAFE_INTEGER);
   return call(() => binding.crc32cCombine(first >>> 0, second >>> 0, secondLength));
 }
 

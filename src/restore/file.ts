@@ -97,7 +97,10 @@ export class FileRestore {
   private finished = 0;
   private readonly spanCrcs: number[] = [];
   private unflushedBytes = 0;
+  /** The background flush in flight; it never rejects: a failure is kept in flushFailure. */
   private flushing: Promise<void> | undefined;
+  /** Linux reports a writeback error to one fsync only: a later one may succeed over lost pages. */
+  private flushFailure: unknown;
 
   private constructor(
     readonly path: string,
@@ -216,12 +219,16 @@ export class FileRestore {
     this.unflushedBytes += batch.todo.length * EXTENT_BYTES;
     if (this.unflushedBytes >= flushBehindBytes && this.flushing === undefined && !this.written) {
       this.unflushedBytes = 0;
-      const flush = fsyncOf(this.fd).finally(() => {
+      const flush = fsyncOf(this.fd).then(
+        () => undefined,
+        (err: unknown) => {
+          this.flushFailure ??= err;
+        },
+      );
+      this.flushing = flush;
+      void flush.then(() => {
         if (this.flushing === flush) this.flushing = undefined;
       });
-      // Awaited by finish(); a failure there fails the restore.
-      flush.catch(() => undefined);
-      this.flushing = flush;
     }
     return this.written;
   }
@@ -244,16 +251,19 @@ export class FileRestore {
       fchmodSync(this.fd, this.options.mode);
       futimesSync(this.fd, this.options.mtimeMs / 1000, this.options.mtimeMs / 1000);
       await this.flushing;
+      if (this.flushFailure !== undefined) throw this.flushFailure;
       await fsyncOf(this.fd);
     } finally {
+      // No flush may be left queued on a descriptor number that could be reused once closed.
+      await this.flushing;
       closeSync(this.fd);
     }
     return this.result;
   }
 
-  /** Closes the file after a failure elsewhere; the restore as a whole has failed. */
-  abandon(): void {
-    // A background flush of a closed descriptor fails harmlessly (EBADF): the restore has failed anyway.
+  /** Closes the file after a failure elsewhere (the restore as a whole has failed), once no flush is in flight. */
+  async abandon(): Promise<void> {
+    await this.flushing;
     closeSync(this.fd);
   }
 }
@@ -264,7 +274,7 @@ export async function restoreFile(path: string, size: number, extents: readonly 
   try {
     for (let batch = file.claim(); batch !== undefined; batch = file.claim()) await file.restore(batch, scratch);
   } catch (err) {
-    file.abandon();
+    await file.abandon();
     throw err;
   }
   return file.finish();

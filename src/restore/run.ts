@@ -334,7 +334,7 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
     // A fresh restore reads every file's extent list, a --delta one looks at every local file: both
     // run ahead of the workers, so that opening the next file rarely waits (a cold inode table is
     // read fastest with many requests in flight). --delta reads a list only for a file it rewrites.
-    const extentListOf = readAhead(request.delta ? 0 : 16, order.length, (i) => repo.readExtentList(order[i]!.extents));
+    const extentListOf = readAhead(request.delta ? 0 : 16, order.length, async (i) => (skipped(order[i]!.path) ? [] : repo.readExtentList(order[i]!.extents)));
     const localFileOf = readAhead(request.delta ? 64 : 0, order.length, (i) => lstat(join(pgdata, order[i]!.path)).catch(() => undefined));
     const manifestOf = new Map<FileRestore, ManifestFile>();
     // A finished file's flush to disk does not hold up its worker: a couple run in the background
@@ -416,7 +416,7 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
         }),
       ),
     );
-    for (const file of unfinished) file.abandon();
+    await Promise.all([...unfinished].map((file) => file.abandon()));
     outcomes.push(...(await Promise.allSettled(finishing)));
     const failure = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
     if (failure !== undefined) throw failure.reason;

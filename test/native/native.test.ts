@@ -291,6 +291,15 @@ describe('frames', () => {
     const tail = raw.subarray(1000);
     expect(crc32cCombine(crc32cAppend(0, head), crc32cAppend(0, tail), tail.length)).toBe(crc32cAppend(0, raw));
     expect(crc32cCombine(0, crc32cAppend(0, tail), tail.length)).toBe(crc32cAppend(0, tail));
+    // A run of holes past 4 GiB: the CRC of zeros of that length, built up piece by piece.
+    const zeros = Buffer.alloc(1 << 20);
+    let fourGiBOfZeros = 0;
+    let headThenZeros = crc32cAppend(0, head);
+    for (let i = 0; i < 4097; i++) {
+      fourGiBOfZeros = crc32cAppend(fourGiBOfZeros, zeros);
+      headThenZeros = crc32cAppend(headThenZeros, zeros);
+    }
+    expect(crc32cCombine(crc32cAppend(0, head), fourGiBOfZeros, 4097 * zeros.length)).toBe(headThenZeros);
   });
 
   it('compress chosen extents of a chunk', async () => {
