@@ -132,7 +132,7 @@ pub fn id(extent: &[u8], key: &[u8]) -> Result<ExtentId> {
 }
 
 /// Restore's read path in one pass: decompresses `frames` end to end into `out` (as
-/// [`crate::frame::decompress_many_into`]) and checks that each holds the extent `ids` names
+/// [`crate::frame::decompress_many_into_checked`]) and checks that each holds the extent `ids` names
 /// (`ids` is the ids end to end, [`ID_BYTES`] each, one per frame). The frame checksums catch
 /// damaged bytes; the ids catch an index that points at the wrong frame. Returns each extent's
 /// length.

@@ -434,14 +434,9 @@ pub fn decompress_many(frames: &[&[u8]]) -> Result<Batch> {
 }
 
 /// [`decompress_many`] into `out`, a buffer the caller reuses, instead of a new allocation: the
-/// raw bytes end to end from its start. Returns each one's length; BufferLength when they do not
-/// fit, and `out` may then hold part of them.
-pub fn decompress_many_into(frames: &[&[u8]], out: &mut [u8]) -> Result<Vec<usize>> {
-    decompress_many_into_checked(frames, out, |_, _| Ok(()))
-}
-
-/// [`decompress_many_into`], handing each raw piece to `check` (with its position) right after it
-/// is decompressed, while it is still in cache; the first error stops the batch.
+/// raw bytes end to end from its start, each handed to `check` (with its position) right after it
+/// is decompressed, while it is still in cache. Returns each one's length; the first error stops
+/// the batch (BufferLength when they do not fit), and `out` may then hold part of them.
 pub fn decompress_many_into_checked(
     frames: &[&[u8]],
     out: &mut [u8],

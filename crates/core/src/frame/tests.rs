@@ -309,17 +309,17 @@ fn decompress_into_a_buffer_matches_decompress_and_refuses_what_does_not_fit() {
     let views: Vec<&[u8]> = frames.iter().map(|f| &f[..]).collect();
     let total: usize = raws.iter().map(Vec::len).sum();
     let mut out = vec![0xAAu8; total + 100];
-    let lengths = decompress_many_into(&views, &mut out).unwrap();
+    let lengths = decompress_many_into_checked(&views, &mut out, |_, _| Ok(())).unwrap();
     assert_eq!(lengths, raws.iter().map(Vec::len).collect::<Vec<_>>());
     assert_eq!(&out[..total], &raws.concat()[..]);
 
     let mut small = vec![0u8; total - 1];
-    let err = decompress_many_into(&views, &mut small).unwrap_err();
+    let err = decompress_many_into_checked(&views, &mut small, |_, _| Ok(())).unwrap_err();
     assert_eq!(err.code, ErrorCode::BufferLength);
 
     let mut damaged = frames[0].clone();
     let last = damaged.len() - 1;
     damaged[last] ^= 0x40;
-    let err = decompress_many_into(&[&damaged[..]], &mut out).unwrap_err();
+    let err = decompress_many_into_checked(&[&damaged[..]], &mut out, |_, _| Ok(())).unwrap_err();
     assert_eq!(err.code, ErrorCode::FrameCorrupt);
 }
