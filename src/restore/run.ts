@@ -320,7 +320,8 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
     // Workers take batches from files already open before opening the next file, so the batches of a
     // large file spread over all of them and only a few files are open at once.
     const inProgress: FileRestore[] = [];
-    const unfinished = new Set<FileRestore>();
+    /** Files open and not yet finishing, with their manifest entries. */
+    const unfinished = new Map<FileRestore, ManifestFile>();
     let failed = false;
     const collect = (file: ManifestFile, result: FileRestoreResult) => {
       totals.bytesWritten += result.bytesWritten;
@@ -336,15 +337,15 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
     // read fastest with many requests in flight). --delta reads a list only for a file it rewrites.
     const extentListOf = readAhead(request.delta ? 0 : 16, order.length, async (i) => (skipped(order[i]!.path) ? [] : repo.readExtentList(order[i]!.extents)));
     const localFileOf = readAhead(request.delta ? 64 : 0, order.length, (i) => lstat(join(pgdata, order[i]!.path)).catch(() => undefined));
-    const manifestOf = new Map<FileRestore, ManifestFile>();
     // A finished file's flush to disk does not hold up its worker: a couple run in the background
     // (each holds one of libuv's four pool threads, which the workers' reads, decompression and
     // writes need too), and the restore waits for all of them before pg_control is written.
     const finishing = new Set<Promise<void>>();
     const finishingAtMost = 2;
     const finishInBackground = async (file: FileRestore) => {
+      const entry = unfinished.get(file)!;
       unfinished.delete(file);
-      const done = file.finish().then((result) => collect(manifestOf.get(file)!, result));
+      const done = file.finish().then((result) => collect(entry, result));
       finishing.add(done);
       // A failed flush stays in the set for the final wait to report.
       done.then(
@@ -384,8 +385,7 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
           mtimeMs: file.mtimeMs,
           batchExtents: restoreBatchExtents,
         });
-        unfinished.add(restore);
-        manifestOf.set(restore, file);
+        unfinished.set(restore, file);
         if (restore.written) {
           await finishInBackground(restore);
           continue;
@@ -416,7 +416,7 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
         }),
       ),
     );
-    await Promise.all([...unfinished].map((file) => file.abandon()));
+    await Promise.all([...unfinished.keys()].map((file) => file.abandon()));
     outcomes.push(...(await Promise.allSettled(finishing)));
     const failure = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
     if (failure !== undefined) throw failure.reason;
