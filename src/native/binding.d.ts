@@ -36,10 +36,10 @@ export declare function compressFrames(raws: Array<Buffer>, level: number): Prom
 export declare function crc32cAppend(crc: number, data: Uint8Array): number
 
 /**
- * The CRC-32C of two pieces back to back, from each one's CRC and the second's length (a JS
- * number: a run of holes in a file may pass 4 GiB).
+ * The CRC-32C of pieces back to back, from each one's CRC-32C (`crcs`) and length (`lengths`,
+ * the same count): a file's manifest checksum from its extents' CRCs, in one call per file.
  */
-export declare function crc32cCombine(first: number, second: number, secondLength: number): number
+export declare function crc32cConcat(crcs: Uint32Array, lengths: Uint32Array): number
 
 /** The raw bytes of exactly one frame, verified. */
 export declare function decompressFrame(frame: Buffer): Promise<Buffer>
@@ -48,10 +48,11 @@ export declare function decompressFrame(frame: Buffer): Promise<Buffer>
 export declare function decompressFrames(frames: Array<Buffer>): Promise<FrameBatch>
 
 /**
- * Decompresses `frames` end to end into `out` and checks each against its id (`ids`: 32 bytes
- * per frame, end to end); resolves to the extents' lengths.
+ * Decompresses the frames of `packed` that `frame_bounds` names (offset and length pairs, one
+ * per frame) end to end into `out`, and checks each against its id (`ids`: 32 bytes per frame,
+ * end to end). One buffer and one array cross instead of a buffer per frame.
  */
-export declare function decompressIdentifiedExtentsInto(frames: Array<Buffer>, ids: Buffer, key: Buffer, out: Buffer): Promise<Uint32Array>
+export declare function decompressIdentifiedExtentsInto(packed: Buffer, frameBounds: Uint32Array, ids: Buffer, key: Buffer, out: Buffer): Promise<IdentifiedExtents>
 
 /** The id of one extent (small inputs; use `extent_ids` for bulk work). */
 export declare function extentId(extent: Uint8Array, key: Uint8Array): Buffer
@@ -74,6 +75,15 @@ export interface FrameHeader {
   payloadLength: number
   frameLength: number
   rawCrc32c: number
+}
+
+/**
+ * What [`decompress_identified_extents_into`] wrote: per extent, its length and the CRC-32C its
+ * bytes were checked against (restore builds each file's manifest checksum from these).
+ */
+export interface IdentifiedExtents {
+  lengths: Uint32Array
+  crc32c: Uint32Array
 }
 
 /**

@@ -243,10 +243,9 @@ export function crc32cAppend(crc: number, data: Uint8Array): number {
   return call(() => binding.crc32cAppend(crc >>> 0, data));
 }
 
-/** The CRC-32C of two pieces back to back, from each one's CRC and the second's length. */
-export function crc32cCombine(first: number, second: number, secondLength: number): number {
-  requireInteger('length', secondLength, 0, Number.MAX_SAFE_INTEGER);
-  return call(() => binding.crc32cCombine(first >>> 0, second >>> 0, secondLength));
+/** The CRC-32C of pieces laid back to back, from each one's CRC-32C and length (as many of each). */
+export function crc32cConcat(crcs: Uint32Array, lengths: Uint32Array): number {
+  return call(() => binding.crc32cConcat(crcs, lengths));
 }
 
 /** The id of one small piece of data, synchronously (bulk work belongs in `extentIds`). */
@@ -294,15 +293,29 @@ export async function decompressFrames(frames: readonly Buffer[]): Promise<Buffe
   return split(await callAsync(() => binding.decompressFrames([...frames])));
 }
 
+/** Extents decompressed into a caller's buffer: views into it, and the CRC-32C each one was checked against. */
+export interface IdentifiedExtents {
+  extents: Buffer[];
+  crc32c: Uint32Array;
+}
+
 /**
- * The extents of `frames`, decompressed end to end into `out` (a buffer the caller reuses: a fresh
- * buffer per batch makes V8 collect garbage every few batches) and each checked against its id in
- * `ids` (keyed with `key`): views into `out`. FRAME_CORRUPT names the first frame that is damaged or
- * holds another extent; BUFFER_LENGTH when they do not fit.
+ * The extents whose frames lie in `packed` at `frameBounds` (offset and length pairs), decompressed
+ * end to end into `out` (a buffer the caller reuses: a fresh buffer per batch makes V8 collect
+ * garbage every few batches) and each checked against its id in `ids` (keyed with `key`).
+ * FRAME_CORRUPT names the first frame that is damaged or holds another extent; BUFFER_LENGTH when
+ * they do not fit.
  */
-export async function decompressIdentifiedExtentsInto(frames: readonly Buffer[], ids: readonly Buffer[], key: Buffer, out: Buffer): Promise<Buffer[]> {
+export async function decompressIdentifiedExtentsInto(
+  packed: Buffer,
+  frameBounds: Uint32Array,
+  ids: readonly Buffer[],
+  key: Buffer,
+  out: Buffer,
+): Promise<IdentifiedExtents> {
   const idBytes = Buffer.concat(ids as Buffer[]);
-  return split({ data: out, lengths: await callAsync(() => binding.decompressIdentifiedExtentsInto([...frames], idBytes, key, out)) });
+  const { lengths, crc32c } = await callAsync(() => binding.decompressIdentifiedExtentsInto(packed, frameBounds, idBytes, key, out));
+  return { extents: split({ data: out, lengths }), crc32c };
 }
 
 export interface WalReadOptions {

@@ -4,7 +4,7 @@
  * against its id in one native call per range.
  */
 import { PgfError, isPgfError } from '../errors/index.js';
-import { decompressIdentifiedExtentsInto } from '../native/index.js';
+import { decompressIdentifiedExtentsInto, type IdentifiedExtents } from '../native/index.js';
 import type { Storage } from '../storage/index.js';
 import type { ExtentIndex, ExtentLocation } from './extent-index.js';
 import { keys } from './objects.js';
@@ -13,6 +13,12 @@ interface Wanted {
   position: number;
   id: Buffer;
   location: ExtentLocation;
+}
+
+/** Raw extents in the order asked, each with the CRC-32C it was checked against. */
+export interface FetchedExtents {
+  extents: Buffer[];
+  crc32c: Uint32Array;
 }
 
 export interface ReadStats {
@@ -38,7 +44,7 @@ export class ExtentReader {
    * enough (the caller reuses it and is done with the views before the next fetch into it), else
    * into buffers of their own.
    */
-  async fetch(ids: readonly Buffer[], into?: Buffer): Promise<Buffer[]> {
+  async fetch(ids: readonly Buffer[], into?: Buffer): Promise<FetchedExtents> {
     const wanted: Wanted[] = ids.map((id, position) => {
       const location = this.index.get(id);
       if (location === undefined) {
@@ -76,7 +82,7 @@ export class ExtentReader {
       regions.push([start, used]);
     }
     const target = into !== undefined && used <= into.length ? into : undefined;
-    const out: Buffer[] = new Array<Buffer>(ids.length);
+    const out: FetchedExtents = { extents: new Array<Buffer>(ids.length), crc32c: new Uint32Array(ids.length) };
     let next = 0;
     const worker = async () => {
       while (next < ranges.length) {
@@ -88,19 +94,24 @@ export class ExtentReader {
     return out;
   }
 
-  private async readRange(range: readonly Wanted[], out: Buffer[], into: Buffer | undefined): Promise<void> {
+  private async readRange(range: readonly Wanted[], out: FetchedExtents, into: Buffer | undefined): Promise<void> {
     const first = range[0]!.location;
     const last = range.at(-1)!.location;
     const key = keys.pack(first.pack);
     const bytes = await this.storage.readRange(key, first.offset, last.offset + last.length - first.offset);
     this.stats.requests += 1;
     this.stats.bytes += bytes.length;
-    const frames = range.map((w) => bytes.subarray(w.location.offset - first.offset, w.location.offset - first.offset + w.location.length));
-    let raws: Buffer[];
+    const frameBounds = new Uint32Array(range.length * 2);
+    range.forEach((w, i) => {
+      frameBounds[2 * i] = w.location.offset - first.offset;
+      frameBounds[2 * i + 1] = w.location.length;
+    });
+    let raws: IdentifiedExtents;
     try {
       const room = into ?? Buffer.allocUnsafe(range.reduce((n, w) => n + w.location.rawLength, 0));
       raws = await decompressIdentifiedExtentsInto(
-        frames,
+        bytes,
+        frameBounds,
         range.map((w) => w.id),
         this.key,
         room,
@@ -110,7 +121,8 @@ export class ExtentReader {
       throw err;
     }
     range.forEach((w, i) => {
-      out[w.position] = raws[i]!;
+      out.extents[w.position] = raws.extents[i]!;
+      out.crc32c[w.position] = raws.crc32c[i]!;
     });
   }
 }

@@ -13,7 +13,8 @@ import { closeSync, fchmodSync, fstat, fsync, ftruncateSync, futimesSync, open, 
 import { promisify } from 'node:util';
 import { PgfError } from '../errors/index.js';
 import { writeAt } from '../storage/file-writes.js';
-import { EXTENT_BYTES, crc32cAppend, crc32cCombine, extentIds } from '../native/index.js';
+import { EXTENT_BYTES, crc32cAppend, crc32cConcat, extentIds } from '../native/index.js';
+import type { FetchedExtents } from '../repo/index.js';
 
 const fstatOf = promisify(fstat);
 const fsyncOf = promisify(fsync);
@@ -22,8 +23,8 @@ const openFile = promisify(open);
 
 /** Where extents come from; the repository's coalescing reader implements it. */
 export interface ExtentSource {
-  /** The raw bytes of each extent, verified, in the order asked (views into `into` when it fits them). */
-  fetch(ids: readonly Buffer[], into?: Buffer): Promise<Buffer[]>;
+  /** The raw bytes of each extent, verified, in the order asked (views into `into` when it fits them), and their CRC-32Cs. */
+  fetch(ids: readonly Buffer[], into?: Buffer): Promise<FetchedExtents>;
 }
 
 export interface FileRestoreOptions {
@@ -47,15 +48,24 @@ export interface FileRestoreResult {
   crc32c?: number;
 }
 
-/** Extents to write, and the span of the file whose checksum the batch computes (holes included). */
+/** Extents to write. */
 export interface FileBatch {
-  number: number;
   todo: { index: number; id: Buffer | null }[];
-  spanStart: number;
-  spanEnd: number;
 }
 
 const zeros = Buffer.alloc(EXTENT_BYTES);
+
+const zeroCrcs = new Map<number, number>();
+
+/** The CRC-32C of `length` zero bytes (a hole of at most one extent). */
+function zeroCrc(length: number): number {
+  let crc = zeroCrcs.get(length);
+  if (crc === undefined) {
+    crc = crc32cAppend(0, zeros.subarray(0, length));
+    zeroCrcs.set(length, crc);
+  }
+  return crc;
+}
 
 /**
  * A large file is flushed to disk in the background every so many bytes as it is written: the
@@ -95,7 +105,8 @@ export class FileRestore {
   readonly result: FileRestoreResult = { bytesWritten: 0, extentsWritten: 0, extentsKept: 0 };
   private claimed = 0;
   private finished = 0;
-  private readonly spanCrcs: number[] = [];
+  /** Each extent's CRC-32C, from its frame (holes: of their zeros); joined into the file's at the end. */
+  private readonly extentCrcs: Uint32Array;
   private unflushedBytes = 0;
   /** The background flush in flight; it never rejects: a failure is kept in flushFailure. */
   private flushing: Promise<void> | undefined;
@@ -109,7 +120,13 @@ export class FileRestore {
     private readonly extentCount: number,
     private readonly options: FileRestoreOptions,
     private readonly batches: FileBatch[],
-  ) {}
+  ) {
+    this.extentCrcs = new Uint32Array(extentCount);
+  }
+
+  private extentLength(index: number): number {
+    return Math.min(EXTENT_BYTES, this.size - index * EXTENT_BYTES);
+  }
 
   /** Opens (creates, for a fresh restore) the file and plans its batches. */
   static async open(path: string, size: number, extents: readonly (Buffer | null)[], options: FileRestoreOptions): Promise<FileRestore> {
@@ -140,13 +157,12 @@ export class FileRestore {
         }
       });
       const batches: FileBatch[] = [];
-      for (let start = 0; start < todo.length; start += options.batchExtents) {
-        const slice = todo.slice(start, start + options.batchExtents);
-        batches.push({ number: batches.length, todo: slice, spanStart: batches.length === 0 ? 0 : slice[0]!.index, spanEnd: extents.length });
-      }
-      for (let i = 0; i + 1 < batches.length; i++) batches[i]!.spanEnd = batches[i + 1]!.spanStart;
+      for (let start = 0; start < todo.length; start += options.batchExtents) batches.push({ todo: todo.slice(start, start + options.batchExtents) });
       const file = new FileRestore(path, fd, size, extents.length, options, batches);
       file.result.extentsKept = kept;
+      extents.forEach((id, index) => {
+        if (id === null) file.extentCrcs[index] = zeroCrc(file.extentLength(index));
+      });
       return file;
     } catch (err) {
       closeSync(fd);
@@ -178,17 +194,7 @@ export class FileRestore {
       wanted.map((t) => t.id),
       scratch,
     );
-    const byIndex = new Map(wanted.map((t, i) => [t.index, fetched[i]!]));
-    let crc = 0;
-    let summed = batch.spanStart;
-    const extentLength = (index: number) => Math.min(EXTENT_BYTES, this.size - index * EXTENT_BYTES);
-    const sumThrough = (index: number, data?: Buffer) => {
-      for (; summed < index; summed++) crc = crc32cAppend(crc, zeros.subarray(0, extentLength(summed)));
-      if (data) {
-        crc = crc32cAppend(crc, data);
-        summed = index + 1;
-      }
-    };
+    const positions = new Map(wanted.map((t, i) => [t.index, i]));
     // Neighbouring extents go out together: thousands of 128 KiB writes cost the main thread more
     // than the copying itself (writeAt still caps each call, see file-writes.ts).
     let run: Buffer[] = [];
@@ -198,23 +204,20 @@ export class FileRestore {
       run = [];
     };
     for (const { index } of batch.todo) {
-      const length = extentLength(index);
-      const data = byIndex.get(index) ?? zeros.subarray(0, length);
+      const length = this.extentLength(index);
+      const at = positions.get(index);
+      const data = at === undefined ? zeros.subarray(0, length) : fetched.extents[at]!;
       if (data.length !== length) {
         throw new PgfError('REPO_CORRUPT', `extent ${index} of ${this.path} holds ${data.length} bytes where the manifest says ${length}: run pgforever verify`);
       }
       if (run.length > 0 && index !== runStart + run.length) await flush();
       if (run.length === 0) runStart = index;
       run.push(data);
-      if (!this.options.delta) sumThrough(index, data);
+      if (at !== undefined) this.extentCrcs[index] = fetched.crc32c[at]!;
       this.result.bytesWritten += length;
       this.result.extentsWritten += 1;
     }
     await flush();
-    if (!this.options.delta) {
-      sumThrough(batch.spanEnd);
-      this.spanCrcs[batch.number] = crc;
-    }
     this.finished += 1;
     this.unflushedBytes += batch.todo.length * EXTENT_BYTES;
     if (this.unflushedBytes >= flushBehindBytes && this.flushing === undefined && !this.written) {
@@ -237,16 +240,9 @@ export class FileRestore {
   async finish(): Promise<FileRestoreResult> {
     try {
       if (!this.options.delta) {
-        // A file with no batch at all (empty, or only holes) still has a checksum: of its zeros.
-        let crc = 0;
-        if (this.batches.length === 0) {
-          for (let i = 0; i < this.extentCount; i++) crc = crc32cAppend(crc, zeros.subarray(0, Math.min(EXTENT_BYTES, this.size - i * EXTENT_BYTES)));
-        }
-        this.batches.forEach((batch, i) => {
-          const spanBytes = Math.min(this.size, batch.spanEnd * EXTENT_BYTES) - batch.spanStart * EXTENT_BYTES;
-          crc = crc32cCombine(crc, this.spanCrcs[i]!, spanBytes);
-        });
-        this.result.crc32c = crc;
+        const lengths = new Uint32Array(this.extentCount).fill(EXTENT_BYTES);
+        if (this.extentCount > 0) lengths[this.extentCount - 1] = this.extentLength(this.extentCount - 1);
+        this.result.crc32c = crc32cConcat(this.extentCrcs, lengths);
       }
       fchmodSync(this.fd, this.options.mode);
       futimesSync(this.fd, this.options.mtimeMs / 1000, this.options.mtimeMs / 1000);

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { storageBackends } from '../support/backends.js';
 import { Repository, acquireLease, keys } from '../../src/repo/index.js';
-import { compressFrame, extentId } from '../../src/native/index.js';
+import { compressFrame, crc32cAppend, extentId } from '../../src/native/index.js';
 import { isPgfError } from '../../src/errors/index.js';
 
 const backends = storageBackends('pgf-repo');
@@ -46,8 +46,9 @@ async function extents(repo: Repository, count: number) {
     expect(again.size).toBe(40);
     const reader = repo.extentReader(again, { parallel: 3 });
     const wanted = [...items].reverse();
-    const raws = await reader.fetch(wanted.map((i) => i.id));
+    const { extents: raws, crc32c } = await reader.fetch(wanted.map((i) => i.id));
     raws.forEach((raw, i) => expect(raw.equals(wanted[i]!.raw)).toBe(true));
+    expect([...crc32c]).toEqual(wanted.map((w) => crc32cAppend(0, w.raw)));
     expect(reader.stats.requests).toBeLessThanOrEqual(writer.packsWritten);
   });
 
@@ -107,7 +108,7 @@ async function extents(repo: Repository, count: number) {
     const index = await repo.loadIndex({ forReuse: true });
     expect(index.size).toBe(60);
     const all = [...a, ...b];
-    const raws = await repo.extentReader(index, { parallel: 4 }).fetch(all.map((i) => i.id));
+    const { extents: raws } = await repo.extentReader(index, { parallel: 4 }).fetch(all.map((i) => i.id));
     raws.forEach((raw, i) => expect(raw.equals(all[i]!.raw)).toBe(true));
   });
 

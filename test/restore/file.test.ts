@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FileRestore, restoreFile, type ExtentSource } from '../../src/restore/file.js';
-import { EXTENT_BYTES, extentIds } from '../../src/native/index.js';
+import { EXTENT_BYTES, crc32cAppend, extentIds } from '../../src/native/index.js';
+import type { FetchedExtents } from '../../src/repo/index.js';
 
 const dirs: string[] = [];
 const scratch = Buffer.alloc(4 * EXTENT_BYTES);
@@ -15,9 +16,10 @@ afterAll(async () => {
 class CountingSource implements ExtentSource {
   fetched = 0;
   constructor(private readonly byId: Map<string, Buffer>) {}
-  async fetch(ids: readonly Buffer[]): Promise<Buffer[]> {
+  async fetch(ids: readonly Buffer[]): Promise<FetchedExtents> {
     this.fetched += ids.length;
-    return ids.map((id) => this.byId.get(id.toString('hex'))!);
+    const extents = ids.map((id) => this.byId.get(id.toString('hex'))!);
+    return { extents, crc32c: new Uint32Array(extents.map((e) => crc32cAppend(0, e))) };
   }
 }
 
@@ -69,7 +71,6 @@ describe('restoreFile', () => {
 
 describe('restoreFile checksum', () => {
   it('is the CRC-32C of the whole file, holes included', async () => {
-    const { crc32cAppend } = await import('../../src/native/index.js');
     const key = randomBytes(32);
     const dir = await mkdtemp(join(tmpdir(), 'pgf-restore-'));
     dirs.push(dir);
@@ -84,7 +85,6 @@ describe('restoreFile checksum', () => {
 
 describe('FileRestore', () => {
   it('gives the same file and checksum when its batches are written out of order, as several workers do', async () => {
-    const { crc32cAppend } = await import('../../src/native/index.js');
     const key = randomBytes(32);
     const dir = await mkdtemp(join(tmpdir(), 'pgf-restore-'));
     dirs.push(dir);
@@ -107,7 +107,6 @@ describe('FileRestore', () => {
   });
 
   it('sizes a fresh file that ends in a hole, and checksums a file of holes only', async () => {
-    const { crc32cAppend } = await import('../../src/native/index.js');
     const key = randomBytes(32);
     const dir = await mkdtemp(join(tmpdir(), 'pgf-restore-'));
     dirs.push(dir);

@@ -80,7 +80,7 @@ describe.each(backends)('garbage collection on %s', (_backend, openBackend) => {
 
     const index = await repo.loadIndex({ forReuse: false });
     const wanted = [sparse[0]!, ...live, ...reused];
-    const raws = await repo.extentReader(index, { parallel: 2 }).fetch(wanted.map((e) => e.id));
+    const { extents: raws } = await repo.extentReader(index, { parallel: 2 }).fetch(wanted.map((e) => e.id));
     raws.forEach((raw, i) => expect(raw.equals(wanted[i]!.raw)).toBe(true));
     expect(index.get(dead[0]!.id)).toBeUndefined();
 

@@ -11,6 +11,7 @@
 //! hand-off than it saves, and BLAKE3 still uses SIMD across the 1 KiB chunks of one extent.
 
 use crate::error::{CoreError, ErrorCode, Result};
+use crate::frame::FrameHeader;
 use crate::page::{
     check_block_range, check_checksum, is_all_zero, lsn_of, page_header, pages, wants_checksum,
     ChecksumFailure, PAGE_SIZE,
@@ -134,14 +135,14 @@ pub fn id(extent: &[u8], key: &[u8]) -> Result<ExtentId> {
 /// Restore's read path in one pass: decompresses `frames` end to end into `out` (as
 /// [`crate::frame::decompress_many_into_checked`]) and checks that each holds the extent `ids` names
 /// (`ids` is the ids end to end, [`ID_BYTES`] each, one per frame). The frame checksums catch
-/// damaged bytes; the ids catch an index that points at the wrong frame. Returns each extent's
-/// length.
+/// damaged bytes; the ids catch an index that points at the wrong frame. Returns each frame's
+/// header: the extent's length and the CRC-32C its bytes were checked against.
 pub fn decompress_identified_into(
     frames: &[&[u8]],
     ids: &[u8],
     key: &[u8],
     out: &mut [u8],
-) -> Result<Vec<usize>> {
+) -> Result<Vec<FrameHeader>> {
     if ids.len() != frames.len() * ID_BYTES {
         return Err(CoreError::new(
             ErrorCode::InvalidArgument,

@@ -435,13 +435,14 @@ pub fn decompress_many(frames: &[&[u8]]) -> Result<Batch> {
 
 /// [`decompress_many`] into `out`, a buffer the caller reuses, instead of a new allocation: the
 /// raw bytes end to end from its start, each handed to `check` (with its position) right after it
-/// is decompressed, while it is still in cache. Returns each one's length; the first error stops
-/// the batch (BufferLength when they do not fit), and `out` may then hold part of them.
+/// is decompressed, while it is still in cache. Returns each one's header: its raw length, and the
+/// CRC-32C its bytes were checked against. The first error stops the batch (BufferLength when they
+/// do not fit), and `out` may then hold part of them.
 pub fn decompress_many_into_checked(
     frames: &[&[u8]],
     out: &mut [u8],
     mut check: impl FnMut(usize, &[u8]) -> Result<()>,
-) -> Result<Vec<usize>> {
+) -> Result<Vec<FrameHeader>> {
     let headers = whole_headers(frames)?;
     let total: usize = headers.iter().map(|h| h.raw_length).sum();
     if total > out.len() {
@@ -451,7 +452,6 @@ pub fn decompress_many_into_checked(
         ));
     }
     let mut at = 0;
-    let mut lengths = Vec::with_capacity(frames.len());
     for (i, (frame, header)) in frames.iter().zip(&headers).enumerate() {
         let Some(target) = out.get_mut(at..at + header.raw_length) else {
             return Err(CoreError::new(
@@ -461,10 +461,9 @@ pub fn decompress_many_into_checked(
         };
         decompress_to_slice(frame, header, target).map_err(at_frame(i))?;
         check(i, target)?;
-        lengths.push(header.raw_length);
         at += header.raw_length;
     }
-    Ok(lengths)
+    Ok(headers)
 }
 
 /// The raw bytes of `frame` (whose header is `header`) into `out`, exactly `raw_length` long.

@@ -10,12 +10,20 @@ pub fn crc32c_append(crc: u32, data: &[u8]) -> u32 {
     checksum::crc32c_append(crc, data)
 }
 
-/// The CRC-32C of two pieces back to back, from each one's CRC and the second's length (a JS
-/// number: a run of holes in a file may pass 4 GiB).
-#[napi(js_name = "crc32cCombine")]
-pub fn crc32c_combine(first: u32, second: u32, second_length: i64) -> Result<u32> {
-    let length = usize::try_from(second_length).map_err(|_| {
-        invalid_argument(format!("a length cannot be negative, got {second_length}"))
-    })?;
-    Ok(checksum::crc32c_combine(first, second, length))
+/// The CRC-32C of pieces back to back, from each one's CRC-32C (`crcs`) and length (`lengths`,
+/// the same count): a file's manifest checksum from its extents' CRCs, in one call per file.
+#[napi(js_name = "crc32cConcat")]
+pub fn crc32c_concat(crcs: &[u32], lengths: &[u32]) -> Result<u32> {
+    if crcs.len() != lengths.len() {
+        return Err(invalid_argument(format!(
+            "{} CRCs need as many lengths, got {}",
+            crcs.len(),
+            lengths.len()
+        )));
+    }
+    Ok(checksum::crc32c_concat(
+        crcs.iter()
+            .zip(lengths)
+            .map(|(&crc, &length)| (crc, u64::from(length))),
+    ))
 }

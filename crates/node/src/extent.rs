@@ -7,8 +7,9 @@
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use pgforever_core::extent::{self, ChunkScan, ExtentId, ScanOptions, ID_BYTES};
+use pgforever_core::frame::FrameHeader;
 
-use crate::error::to_napi;
+use crate::error::{invalid_argument, to_napi};
 use crate::page::{optional_lsn_arg, ChecksumFailure};
 
 /// Per-extent `flags` bits in [`ScannedChunk`].
@@ -164,43 +165,81 @@ pub fn extent_id(extent: &[u8], key: &[u8]) -> Result<Buffer> {
 }
 
 pub struct DecompressIdentified {
-    frames: Vec<Buffer>,
+    packed: Buffer,
+    frame_bounds: Vec<(usize, usize)>,
     ids: Buffer,
     key: Buffer,
     out: Buffer,
 }
 
+/// What [`decompress_identified_extents_into`] wrote: per extent, its length and the CRC-32C its
+/// bytes were checked against (restore builds each file's manifest checksum from these).
+#[napi(object)]
+pub struct IdentifiedExtents {
+    pub lengths: Uint32Array,
+    #[napi(js_name = "crc32c")]
+    pub crc32c: Uint32Array,
+}
+
 impl Task for DecompressIdentified {
-    type Output = Vec<usize>;
-    type JsValue = Uint32Array;
+    type Output = Vec<FrameHeader>;
+    type JsValue = IdentifiedExtents;
 
     fn compute(&mut self) -> Result<Self::Output> {
-        let frames: Vec<&[u8]> = self.frames.iter().map(|f| &f[..]).collect();
+        let frames: Vec<&[u8]> = self
+            .frame_bounds
+            .iter()
+            .map(|&(start, end)| &self.packed[start..end])
+            .collect();
         extent::decompress_identified_into(&frames, &self.ids, &self.key, &mut self.out)
             .map_err(to_napi)
     }
 
-    fn resolve(&mut self, _env: Env, lengths: Self::Output) -> Result<Self::JsValue> {
-        // Each extent fits in `out`, a JavaScript buffer: below 4 GiB.
-        Ok(Uint32Array::new(
-            lengths.iter().map(|&len| len as u32).collect(),
-        ))
+    fn resolve(&mut self, _env: Env, headers: Self::Output) -> Result<Self::JsValue> {
+        Ok(IdentifiedExtents {
+            // Each extent fits in `out`, a JavaScript buffer: below 4 GiB.
+            lengths: Uint32Array::new(headers.iter().map(|h| h.raw_length as u32).collect()),
+            crc32c: Uint32Array::new(headers.iter().map(|h| h.raw_crc32c).collect()),
+        })
     }
 }
 
-/// Decompresses `frames` end to end into `out` and checks each against its id (`ids`: 32 bytes
-/// per frame, end to end); resolves to the extents' lengths.
-#[napi(ts_return_type = "Promise<Uint32Array>")]
+/// Decompresses the frames of `packed` that `frame_bounds` names (offset and length pairs, one
+/// per frame) end to end into `out`, and checks each against its id (`ids`: 32 bytes per frame,
+/// end to end). One buffer and one array cross instead of a buffer per frame.
+#[napi(ts_return_type = "Promise<IdentifiedExtents>")]
 pub fn decompress_identified_extents_into(
-    frames: Vec<Buffer>,
+    packed: Buffer,
+    frame_bounds: Uint32Array,
     ids: Buffer,
     key: Buffer,
     out: Buffer,
-) -> AsyncTask<DecompressIdentified> {
-    AsyncTask::new(DecompressIdentified {
-        frames,
+) -> Result<AsyncTask<DecompressIdentified>> {
+    if frame_bounds.len() % 2 != 0 {
+        return Err(invalid_argument(format!(
+            "frame bounds come in offset and length pairs, got {} numbers",
+            frame_bounds.len()
+        )));
+    }
+    let frame_bounds = frame_bounds
+        .chunks_exact(2)
+        .map(|pair| {
+            let start = pair[0] as usize;
+            let end = start + pair[1] as usize;
+            if end > packed.len() {
+                return Err(invalid_argument(format!(
+                    "a frame at {start}..{end} lies past the {} bytes given",
+                    packed.len()
+                )));
+            }
+            Ok((start, end))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(AsyncTask::new(DecompressIdentified {
+        packed,
+        frame_bounds,
         ids,
         key,
         out,
-    })
+    }))
 }

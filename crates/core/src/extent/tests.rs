@@ -257,8 +257,17 @@ fn decompressing_checks_each_extent_against_its_id() {
         .flat_map(|e| id(e, &key).expect("id"))
         .collect();
     let mut out = vec![0u8; EXTENT_BYTES + 5000];
-    let lengths = decompress_identified_into(&frames, &ids, &key, &mut out).expect("verified");
+    let headers = decompress_identified_into(&frames, &ids, &key, &mut out).expect("verified");
+    let lengths: Vec<usize> = headers.iter().map(|h| h.raw_length).collect();
     assert_eq!(lengths, vec![EXTENT_BYTES, 5000]);
+    let crcs: Vec<u32> = headers.iter().map(|h| h.raw_crc32c).collect();
+    assert_eq!(
+        crcs,
+        extents
+            .iter()
+            .map(|e| crc32c::crc32c(e))
+            .collect::<Vec<_>>()
+    );
     assert_eq!(out, extents.concat());
 
     // The same frames under each other's ids: intact bytes, wrong extents.

@@ -309,8 +309,14 @@ fn decompress_into_a_buffer_matches_decompress_and_refuses_what_does_not_fit() {
     let views: Vec<&[u8]> = frames.iter().map(|f| &f[..]).collect();
     let total: usize = raws.iter().map(Vec::len).sum();
     let mut out = vec![0xAAu8; total + 100];
-    let lengths = decompress_many_into_checked(&views, &mut out, |_, _| Ok(())).unwrap();
+    let headers = decompress_many_into_checked(&views, &mut out, |_, _| Ok(())).unwrap();
+    let lengths: Vec<usize> = headers.iter().map(|h| h.raw_length).collect();
     assert_eq!(lengths, raws.iter().map(Vec::len).collect::<Vec<_>>());
+    let crcs: Vec<u32> = headers.iter().map(|h| h.raw_crc32c).collect();
+    assert_eq!(
+        crcs,
+        raws.iter().map(|r| crc32c::crc32c(r)).collect::<Vec<_>>()
+    );
     assert_eq!(&out[..total], &raws.concat()[..]);
 
     let mut small = vec![0u8; total - 1];
