@@ -5,11 +5,23 @@
  * that list() and removeStaleTemporaries() recognise, so a killed writer's leftovers stay invisible.
  */
 import { randomBytes } from 'node:crypto';
+import { close, fstat, open as openCallback, read as readCallback } from 'node:fs';
 import { link, mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
+import { promisify } from 'node:util';
 import { PgfError } from '../errors/index.js';
 import { writeAt } from './file-writes.js';
 import { emptyStats, type ListPage, type ObjectInfo, type Storage, type WriteOptions } from './storage.js';
+
+// Reads use descriptors and the callback API: a restore reads thousands of objects, and a
+// FileHandle costs more calls to the thread pool (readFile stats, then reads until it sees the end).
+const openFd = promisify(openCallback);
+const readFd = promisify(readCallback);
+const closeFd = promisify(close);
+const fstatFd = promisify(fstat);
+
+/** Most objects (extent lists, manifests, index deltas) fit in one read of this size. */
+const firstReadBytes = 64 * 1024;
 
 const temporaryMarker = '.pgf-tmp-';
 const pageSize = 1000;
@@ -124,13 +136,27 @@ export class PosixStorage implements Storage {
   async read(key: string): Promise<Buffer> {
     this.stats.get += 1;
     try {
-      const handle = await open(this.path(key), 'r');
+      const fd = await openFd(this.path(key), 'r');
       try {
-        const bytes = await handle.readFile();
-        this.stats.bytesIn += bytes.length;
-        return bytes;
+        const first = Buffer.allocUnsafe(firstReadBytes);
+        const { bytesRead } = await readFd(fd, first, 0, first.length, 0);
+        // A regular file reads short only at its end (objects are never modified in place).
+        if (bytesRead < first.length) {
+          this.stats.bytesIn += bytesRead;
+          return Buffer.from(first.subarray(0, bytesRead));
+        }
+        const whole = Buffer.allocUnsafe(Math.max((await fstatFd(fd)).size, first.length));
+        first.copy(whole);
+        let filled = first.length;
+        while (filled < whole.length) {
+          const more = (await readFd(fd, whole, filled, whole.length - filled, filled)).bytesRead;
+          if (more === 0) break;
+          filled += more;
+        }
+        this.stats.bytesIn += filled;
+        return whole.subarray(0, filled);
       } finally {
-        await handle.close();
+        await closeFd(fd);
       }
     } catch (err) {
       throw storageError(err, 'read', this.where(key), this.root);
@@ -142,15 +168,15 @@ export class PosixStorage implements Storage {
     let filled = 0;
     const buffer = Buffer.allocUnsafe(length);
     try {
-      const handle = await open(this.path(key), 'r');
+      const fd = await openFd(this.path(key), 'r');
       try {
         while (filled < length) {
-          const { bytesRead } = await handle.read(buffer, filled, length - filled, offset + filled);
+          const { bytesRead } = await readFd(fd, buffer, filled, length - filled, offset + filled);
           if (bytesRead === 0) break;
           filled += bytesRead;
         }
       } finally {
-        await handle.close();
+        await closeFd(fd);
       }
     } catch (err) {
       throw storageError(err, 'read', this.where(key), this.root);

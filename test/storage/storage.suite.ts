@@ -46,6 +46,11 @@ export function describeStorage(name: string, backend: () => Backend): void {
       expect((await storage.read('a/empty')).length).toBe(0);
       expect((await storage.read('a/small')).toString()).toBe('hello world');
       expect((await storage.read('b/big')).equals(big)).toBe(true);
+      // Around the size a local read takes in one call.
+      for (const size of [65_535, 65_536, 65_537]) {
+        await storage.write(`c/${size}`, big.subarray(0, size));
+        expect((await storage.read(`c/${size}`)).equals(big.subarray(0, size))).toBe(true);
+      }
       expect(await storage.stat('a/empty')).toMatchObject({ key: 'a/empty', size: 0 });
       expect(await storage.stat('b/big')).toMatchObject({ key: 'b/big', size: big.length });
       expect((await storage.stat('a/small'))!.modifiedMs).toBeGreaterThan(Date.now() - 3_600_000);
