@@ -2,7 +2,7 @@
 // million, about a 1.2 TiB cluster of 128 KiB extents). Run after `npm run build:ts`:
 //   node --expose-gc bench/repo/index.js [N]
 import { randomBytes } from 'node:crypto';
-import { ExtentIndex } from '../../dist/repo/extent-index.js';
+import { ExtentIndex, encodeIndexDelta } from '../../dist/repo/extent-index.js';
 
 const n = Number(process.argv[2] ?? 10_000_000);
 const gc = globalThis.gc ?? (() => {});
@@ -30,6 +30,19 @@ const misses = randomBytes(32 * 1_000_000);
 t = process.hrtime.bigint();
 for (let i = 0; i < 1_000_000; i++) if (index.has(misses.subarray(i * 32, i * 32 + 32))) found++;
 const missSeconds = Number(process.hrtime.bigint() - t) / 1e9;
+// Loading, as restore and backup do: from index deltas of 100,000 entries (one per backup).
+const deltas = [];
+for (let first = 0; first < n; first += 100_000) {
+  const entries = [];
+  for (let i = first; i < Math.min(n, first + 100_000); i++) {
+    entries.push({ id: ids.subarray(i * 32, i * 32 + 32), pack: packs[Math.floor(i / 500)], offset: (i % 500) * 40_000, length: 40_000, rawLength: 131_072 });
+  }
+  deltas.push(encodeIndexDelta(entries));
+}
+t = process.hrtime.bigint();
+const loaded = new ExtentIndex();
+for (const delta of deltas) loaded.addDelta(delta);
+const loadSeconds = Number(process.hrtime.bigint() - t) / 1e9;
 const table = index.memoryBytes;
 const heapAndExternal = after.heapUsed + after.arrayBuffers - before.heapUsed - before.arrayBuffers - ids.length;
 console.log(JSON.stringify({
@@ -38,6 +51,7 @@ console.log(JSON.stringify({
   processBytesPerExtent: +(heapAndExternal / n).toFixed(1),
   rssMiB: Math.round(after.rss / 1048576),
   insertsPerSecond: Math.round(n / insertSeconds),
+  loadedFromDeltasPerSecond: Math.round(loaded.size / loadSeconds),
   hitLookupsPerSecond: Math.round(lookups / hitSeconds),
   missLookupsPerSecond: Math.round(1_000_000 / missSeconds),
   found,

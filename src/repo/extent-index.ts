@@ -7,6 +7,8 @@
  * astronomically unlikely, and reads re-check the full id anyway.
  */
 import { randomBytes } from 'node:crypto';
+import { readAhead } from '../concurrency/read-ahead.js';
+import { PgfError } from '../errors/index.js';
 import type { Storage } from '../storage/index.js';
 import { keys, readSealed, seal } from './objects.js';
 
@@ -28,8 +30,8 @@ const maxLoad = 0.7;
 
 interface Table {
   mask: number;
-  /** Two little-endian u64 halves of the id prefix per slot. */
-  keys: BigUint64Array;
+  /** The id prefix per slot, as four little-endian u32 (plain numbers: no BigInt on the hot path). */
+  keys: Uint32Array;
   /** Pack number + 1; 0 marks an empty slot. */
   pack: Uint32Array;
   offset: Uint32Array;
@@ -40,7 +42,7 @@ interface Table {
 function newTable(size: number): Table {
   return {
     mask: size - 1,
-    keys: new BigUint64Array(size * 2),
+    keys: new Uint32Array(size * 4),
     pack: new Uint32Array(size),
     offset: new Uint32Array(size),
     length: new Uint32Array(size),
@@ -74,14 +76,19 @@ export class ExtentIndex {
     return this.packIds;
   }
 
-  private locate(id: Buffer): { slot: number; found: boolean } {
-    const k0 = id.readBigUInt64LE(0);
-    const k1 = id.readBigUInt64LE(8);
-    let slot = id.readUInt32LE(0) & this.table.mask;
+  /** The slot holding the id at `at` in `bytes`, or the empty slot where it would go. */
+  private locate(bytes: Buffer, at = 0): { slot: number; found: boolean } {
+    const { keys, pack, mask } = this.table;
+    const k0 = bytes.readUInt32LE(at);
+    const k1 = bytes.readUInt32LE(at + 4);
+    const k2 = bytes.readUInt32LE(at + 8);
+    const k3 = bytes.readUInt32LE(at + 12);
+    let slot = k0 & mask;
     for (;;) {
-      if (this.table.pack[slot] === 0) return { slot, found: false };
-      if (this.table.keys[slot * 2] === k0 && this.table.keys[slot * 2 + 1] === k1) return { slot, found: true };
-      slot = (slot + 1) & this.table.mask;
+      if (pack[slot] === 0) return { slot, found: false };
+      const k = slot * 4;
+      if (keys[k] === k0 && keys[k + 1] === k1 && keys[k + 2] === k2 && keys[k + 3] === k3) return { slot, found: true };
+      slot = (slot + 1) & mask;
     }
   }
 
@@ -96,21 +103,59 @@ export class ExtentIndex {
   }
 
   add(entry: IndexEntry): void {
-    if ((this.count + 1) > (this.table.mask + 1) * maxLoad) this.grow();
-    const { slot, found } = this.locate(entry.id);
-    if (found) return;
-    let packNumber = this.packNumbers.get(entry.pack);
-    if (packNumber === undefined) {
-      packNumber = this.packIds.length;
-      this.packIds.push(entry.pack);
-      this.packNumbers.set(entry.pack, packNumber);
+    this.insert(entry.id, 0, this.packNumber(entry.pack), entry.offset, entry.length, entry.rawLength);
+  }
+
+  /**
+   * Adds the entries of an encoded index delta (see encodeIndexDelta) straight from its bytes, except
+   * those in `excludedPacks`; returns the packs it names. A large repository's index is millions of
+   * entries: no object is made per entry.
+   */
+  addDelta(content: Buffer, excludedPacks: ReadonlySet<string> = new Set()): string[] {
+    const packCount = content.readUInt32LE(0);
+    const packs = Array.from({ length: packCount }, (_, i) => content.toString('hex', 4 + i * PACK_ID_BYTES, 4 + (i + 1) * PACK_ID_BYTES));
+    const numbers = packs.map((p) => (excludedPacks.has(p) ? -1 : this.packNumber(p)));
+    const first = 4 + packCount * PACK_ID_BYTES;
+    this.reserve(Math.floor((content.length - first) / ENTRY_BYTES));
+    for (let at = first; at + ENTRY_BYTES <= content.length; at += ENTRY_BYTES) {
+      const packNumber = numbers[content.readUInt32LE(at + 32)];
+      if (packNumber === undefined) throw new PgfError('REPO_CORRUPT', `an index delta names pack ${content.readUInt32LE(at + 32)} of ${packCount}: run pgforever verify`);
+      if (packNumber < 0) continue;
+      this.insert(content, at, packNumber, content.readUInt32LE(at + 36), content.readUInt32LE(at + 40), content.readUInt32LE(at + 44));
     }
-    this.table.keys[slot * 2] = entry.id.readBigUInt64LE(0);
-    this.table.keys[slot * 2 + 1] = entry.id.readBigUInt64LE(8);
+    return packs;
+  }
+
+  private packNumber(pack: string): number {
+    let number = this.packNumbers.get(pack);
+    if (number === undefined) {
+      number = this.packIds.length;
+      this.packIds.push(pack);
+      this.packNumbers.set(pack, number);
+    }
+    return number;
+  }
+
+  /** Grows the table once for `more` entries instead of doubling step by step while they arrive. */
+  private reserve(more: number): void {
+    let size = this.table.mask + 1;
+    while (this.count + more > size * maxLoad) size *= 2;
+    if (size !== this.table.mask + 1) this.rehash(size);
+  }
+
+  private insert(id: Buffer, at: number, packNumber: number, offset: number, length: number, rawLength: number): void {
+    if (this.count + 1 > (this.table.mask + 1) * maxLoad) this.rehash((this.table.mask + 1) * 2);
+    const { slot, found } = this.locate(id, at);
+    if (found) return;
+    const k = slot * 4;
+    this.table.keys[k] = id.readUInt32LE(at);
+    this.table.keys[k + 1] = id.readUInt32LE(at + 4);
+    this.table.keys[k + 2] = id.readUInt32LE(at + 8);
+    this.table.keys[k + 3] = id.readUInt32LE(at + 12);
     this.table.pack[slot] = packNumber + 1;
-    this.table.offset[slot] = entry.offset;
-    this.table.length[slot] = entry.length;
-    this.table.rawLength[slot] = entry.rawLength;
+    this.table.offset[slot] = offset;
+    this.table.length[slot] = length;
+    this.table.rawLength[slot] = rawLength;
     this.count += 1;
   }
 
@@ -131,29 +176,26 @@ export class ExtentIndex {
       const pack = this.table.pack[slot]!;
       if (pack === 0) continue;
       const idPrefix = Buffer.alloc(16);
-      idPrefix.writeBigUInt64LE(this.table.keys[slot * 2]!, 0);
-      idPrefix.writeBigUInt64LE(this.table.keys[slot * 2 + 1]!, 8);
+      for (let i = 0; i < 4; i++) idPrefix.writeUInt32LE(this.table.keys[slot * 4 + i]!, i * 4);
       yield { slot, idPrefix, pack: this.packIds[pack - 1]!, offset: this.table.offset[slot]!, length: this.table.length[slot]!, rawLength: this.table.rawLength[slot]! };
     }
   }
 
-  private grow(): void {
+  private rehash(size: number): void {
     const old = this.table;
-    this.table = newTable((old.mask + 1) * 2);
-    const probe = Buffer.alloc(16);
+    const table = newTable(size);
     for (let from = 0; from < old.pack.length; from++) {
       if (old.pack[from] === 0) continue;
-      probe.writeBigUInt64LE(old.keys[from * 2]!, 0);
-      probe.writeBigUInt64LE(old.keys[from * 2 + 1]!, 8);
-      let slot = probe.readUInt32LE(0) & this.table.mask;
-      while (this.table.pack[slot] !== 0) slot = (slot + 1) & this.table.mask;
-      this.table.keys[slot * 2] = old.keys[from * 2]!;
-      this.table.keys[slot * 2 + 1] = old.keys[from * 2 + 1]!;
-      this.table.pack[slot] = old.pack[from]!;
-      this.table.offset[slot] = old.offset[from]!;
-      this.table.length[slot] = old.length[from]!;
-      this.table.rawLength[slot] = old.rawLength[from]!;
+      // The first u32 of the prefix is the hash (ids are uniform).
+      let slot = old.keys[from * 4]! & table.mask;
+      while (table.pack[slot] !== 0) slot = (slot + 1) & table.mask;
+      table.keys.set(old.keys.subarray(from * 4, from * 4 + 4), slot * 4);
+      table.pack[slot] = old.pack[from]!;
+      table.offset[slot] = old.offset[from]!;
+      table.length[slot] = old.length[from]!;
+      table.rawLength[slot] = old.rawLength[from]!;
     }
+    this.table = table;
   }
 }
 
@@ -205,13 +247,12 @@ export async function writeIndexDelta(storage: Storage, entries: readonly IndexE
  */
 export async function readIndexDeltas(storage: Storage, into: ExtentIndex, excludedPacks: ReadonlySet<string> = new Set()): Promise<{ covered: Set<string>; deltas: string[] }> {
   const covered = new Set<string>();
-  const deltas: string[] = [];
-  for await (const object of storage.list(keys.index)) {
-    deltas.push(object.key.slice(keys.index.length));
-    for (const entry of decodeIndexDelta(await readSealed(storage, object.key))) {
-      covered.add(entry.pack);
-      if (!excludedPacks.has(entry.pack)) into.add(entry);
-    }
+  const deltaKeys: string[] = [];
+  for await (const object of storage.list(keys.index)) deltaKeys.push(object.key);
+  // Deltas are read several at a time (one per backup: hundreds, on S3) but added in listing order.
+  const read = readAhead(8, deltaKeys.length, (i) => readSealed(storage, deltaKeys[i]!));
+  for (let i = 0; i < deltaKeys.length; i++) {
+    for (const pack of into.addDelta(await read(i), excludedPacks)) covered.add(pack);
   }
-  return { covered, deltas };
+  return { covered, deltas: deltaKeys.map((key) => key.slice(keys.index.length)) };
 }

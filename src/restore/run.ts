@@ -18,6 +18,7 @@ import { FileRestore, restoreFile, type ExtentSource, type FileRestoreResult } f
 import { renderBackupManifest, type ManifestFile as PgManifestFile } from './backup-manifest.js';
 import { EXTENT_BYTES, crc32cAppend } from '../native/index.js';
 import { withRecoverySettings, type RecoveryOptions, type RecoveryTarget } from './recovery.js';
+import { readAhead } from '../concurrency/read-ahead.js';
 import { lastArchivedTransaction, locateTarget } from '../wal/positions.js';
 
 export interface RestoreRequest {
@@ -160,25 +161,6 @@ async function removeExtraneous(root: string, wanted: ReadonlySet<string>, relat
     }
   }
   return removed;
-}
-
-/**
- * `load(i)` for items `at` to `at + ahead` when item `at` is asked for, each started once: reads in
- * flight ahead of the one needed. A rejection nobody asks for is not reported as unhandled.
- */
-function readAhead<T>(ahead: number, count: number, load: (i: number) => Promise<T>): (at: number) => Promise<T> {
-  const started = new Map<number, Promise<T>>();
-  return (at) => {
-    for (let i = at; i < Math.min(count, at + 1 + ahead); i++) {
-      if (started.has(i)) continue;
-      const value = load(i);
-      value.catch(() => undefined);
-      started.set(i, value);
-    }
-    const value = started.get(at)!;
-    started.delete(at);
-    return value;
-  };
 }
 
 /** Whether a path belongs to a database that --db-include leaves out (system databases are always kept). */

@@ -20,6 +20,29 @@ describe('ExtentIndex', () => {
     expect(index.packs).toHaveLength(7);
   });
 
+  it('loads an encoded delta as adding its entries one by one would, leaving out excluded packs', () => {
+    const entries: IndexEntry[] = Array.from({ length: 5000 }, (_, i) => ({
+      id: randomBytes(32),
+      pack: (i % 3).toString(16).padStart(32, '0'),
+      offset: i * 10,
+      length: 10,
+      rawLength: 131072,
+    }));
+    const index = new ExtentIndex();
+    index.add(entries[1]!);
+    const excluded = new Set([entries[2]!.pack]);
+    expect(index.addDelta(encodeIndexDelta(entries), excluded)).toEqual([entries[0]!.pack, entries[1]!.pack, entries[2]!.pack]);
+    const kept = entries.filter((e) => !excluded.has(e.pack));
+    expect(index.size).toBe(kept.length);
+    for (const e of kept) expect(index.get(e.id)).toEqual({ pack: e.pack, offset: e.offset, length: e.length, rawLength: e.rawLength });
+    expect(index.has(entries[2]!.id)).toBe(false);
+    expect([...index.entries()].map((e) => e.idPrefix.toString('hex')).sort()).toEqual(kept.map((e) => e.id.subarray(0, 16).toString('hex')).sort());
+
+    const damaged = encodeIndexDelta(entries.slice(0, 1));
+    damaged.writeUInt32LE(7, 4 + 16 + 32);
+    expect(() => new ExtentIndex().addDelta(damaged)).toThrow(/names pack 7 of 1/);
+  });
+
   it('round-trips index deltas', () => {
     const entries: IndexEntry[] = [
       { id: randomBytes(32), pack: 'ab'.repeat(16), offset: 0, length: 10, rawLength: 20 },
