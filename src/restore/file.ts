@@ -112,6 +112,8 @@ export class FileRestore {
   private flushing: Promise<void> | undefined;
   /** Linux reports a writeback error to one fsync only: a later one may succeed over lost pages. */
   private flushFailure: unknown;
+  /** The last write queued on this file; it never rejects (its own caller sees the failure). */
+  private writing: Promise<void> = Promise.resolve();
 
   private constructor(
     readonly path: string,
@@ -126,6 +128,17 @@ export class FileRestore {
 
   private extentLength(index: number): number {
     return Math.min(EXTENT_BYTES, this.size - index * EXTENT_BYTES);
+  }
+
+  /**
+   * Writes to one file go one at a time, whichever worker's batch they come from: ext4 holds the
+   * inode lock through a buffered write, and writers waiting for it spin on the CPUs the others
+   * need. perf showed 11% of a restore's CPU spinning there, more when the page cache was slow.
+   */
+  private write(buffers: Buffer[], position: number): Promise<void> {
+    const written = this.writing.then(() => writeAt(this.fd, buffers, position));
+    this.writing = written.catch(() => undefined);
+    return written;
   }
 
   /** Opens (creates, for a fresh restore) the file and plans its batches. */
@@ -200,7 +213,7 @@ export class FileRestore {
     let run: Buffer[] = [];
     let runStart = 0;
     const flush = async () => {
-      if (run.length > 0) await writeAt(this.fd, run, runStart * EXTENT_BYTES);
+      if (run.length > 0) await this.write(run, runStart * EXTENT_BYTES);
       run = [];
     };
     for (const { index } of batch.todo) {
