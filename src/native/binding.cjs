@@ -835,6 +835,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.alignmentOffset = nativeBinding.alignmentOffset
 module.exports.compressExtents = nativeBinding.compressExtents
 module.exports.compressFrame = nativeBinding.compressFrame
 module.exports.compressFrames = nativeBinding.compressFrames

@@ -9,6 +9,12 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/**
+ * Bytes from the start of `data` to the first address that is a multiple of `alignment` (a power
+ * of two).
+ */
+export declare function alignmentOffset(data: Uint8Array, alignment: number): number
+
 export interface ChecksumFailure {
   block: number
   expected: number

@@ -9,11 +9,11 @@
  * to the thread pool that an asynchronous call takes. Creating a file can wait for the disk (ext4
  * reads inode tables to avoid recently freed inodes), so that one stays asynchronous.
  */
-import { closeSync, fchmodSync, fstat, fsync, ftruncateSync, futimesSync, open, read } from 'node:fs';
+import { closeSync, constants, fchmodSync, fstat, fsync, ftruncateSync, futimesSync, open, read } from 'node:fs';
 import { promisify } from 'node:util';
 import { PgfError } from '../errors/index.js';
 import { writeAt } from '../storage/file-writes.js';
-import { EXTENT_BYTES, crc32cAppend, crc32cConcat, extentIds } from '../native/index.js';
+import { DIRECT_IO_ALIGNMENT, EXTENT_BYTES, crc32cAppend, crc32cConcat, extentIds } from '../native/index.js';
 import type { FetchedExtents } from '../repo/index.js';
 
 const fstatOf = promisify(fstat);
@@ -91,6 +91,27 @@ async function existingIds(fd: number, size: number, key: Buffer): Promise<(Buff
   return ids;
 }
 
+/** Direct writes skip the page cache, so no call-size cap applies (see file-writes.ts); this bounds one call. */
+const directCallBytes = 8 * 1024 * 1024;
+
+/** Smaller files are written through the page cache: a second descriptor costs more than it saves. */
+const directFileBytes = 1024 * 1024;
+
+/**
+ * A second descriptor on a freshly created file that writes around the page cache, or undefined
+ * where the filesystem refuses (tmpfs, some FUSE and network filesystems).
+ */
+async function openDirect(path: string): Promise<number | undefined> {
+  const direct = (constants as { O_DIRECT?: number }).O_DIRECT;
+  if (direct === undefined) return undefined;
+  try {
+    return await openFile(path, constants.O_WRONLY | direct);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EINVAL') return undefined;
+    throw err;
+  }
+}
+
 /** Opens an existing file for in-place rewriting (never O_APPEND: positioned writes must land), or creates it. */
 async function openForDelta(path: string, mode: number): Promise<number> {
   try {
@@ -114,6 +135,12 @@ export class FileRestore {
   private flushFailure: unknown;
   /** The last write queued on this file; it never rejects (its own caller sees the failure). */
   private writing: Promise<void> = Promise.resolve();
+  /**
+   * Fresh restores write whole extents with O_DIRECT from the workers' aligned buffers: no page
+   * cache to fill, copy into and write back, so no CPU spent on it and none of the host faults a VM
+   * takes on page cache that its host reclaimed. Other writes (a short last extent) go through `fd`.
+   */
+  private directFd: number | undefined;
 
   private constructor(
     readonly path: string,
@@ -122,8 +149,10 @@ export class FileRestore {
     private readonly extentCount: number,
     private readonly options: FileRestoreOptions,
     private readonly batches: FileBatch[],
+    directFd: number | undefined,
   ) {
     this.extentCrcs = new Uint32Array(extentCount);
+    this.directFd = directFd;
   }
 
   private extentLength(index: number): number {
@@ -135,16 +164,40 @@ export class FileRestore {
    * inode lock through a buffered write, and writers waiting for it spin on the CPUs the others
    * need. perf showed 11% of a restore's CPU spinning there, more when the page cache was slow.
    */
-  private write(buffers: Buffer[], position: number): Promise<void> {
-    const written = this.writing.then(() => writeAt(this.fd, buffers, position));
+  private write(buffers: Buffer[], position: number, direct: boolean): Promise<void> {
+    const written = this.writing.then(async () => {
+      if (direct && this.directFd !== undefined) {
+        try {
+          await writeAt(this.directFd, buffers, position, directCallBytes);
+          return;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
+          // The filesystem takes no direct writes after all: the rest of the file goes buffered.
+          closeSync(this.directFd);
+          this.directFd = undefined;
+        }
+      }
+      await writeAt(this.fd, buffers, position);
+      this.unflushedBytes += buffers.reduce((n, b) => n + b.length, 0);
+    });
     this.writing = written.catch(() => undefined);
     return written;
+  }
+
+  /** Whether `views` can be written directly: whole blocks at aligned places of `scratch` (itself aligned). */
+  private directWritable(views: readonly Buffer[], scratch: Buffer): boolean {
+    return (
+      this.directFd !== undefined &&
+      views.every((v) => v.buffer === scratch.buffer && (v.byteOffset - scratch.byteOffset) % DIRECT_IO_ALIGNMENT === 0 && v.length % DIRECT_IO_ALIGNMENT === 0)
+    );
   }
 
   /** Opens (creates, for a fresh restore) the file and plans its batches. */
   static async open(path: string, size: number, extents: readonly (Buffer | null)[], options: FileRestoreOptions): Promise<FileRestore> {
     const fd = options.delta ? await openForDelta(path, options.mode) : await openFile(path, 'wx', options.mode);
+    let directFd: number | undefined;
     try {
+      if (!options.delta && size >= directFileBytes) directFd = await openDirect(path);
       let present: readonly (Buffer | null)[] = [];
       let kept = 0;
       if (options.delta) {
@@ -171,13 +224,14 @@ export class FileRestore {
       });
       const batches: FileBatch[] = [];
       for (let start = 0; start < todo.length; start += options.batchExtents) batches.push({ todo: todo.slice(start, start + options.batchExtents) });
-      const file = new FileRestore(path, fd, size, extents.length, options, batches);
+      const file = new FileRestore(path, fd, size, extents.length, options, batches, directFd);
       file.result.extentsKept = kept;
       extents.forEach((id, index) => {
         if (id === null) file.extentCrcs[index] = zeroCrc(file.extentLength(index));
       });
       return file;
     } catch (err) {
+      if (directFd !== undefined) closeSync(directFd);
       closeSync(fd);
       throw err;
     }
@@ -213,7 +267,7 @@ export class FileRestore {
     let run: Buffer[] = [];
     let runStart = 0;
     const flush = async () => {
-      if (run.length > 0) await this.write(run, runStart * EXTENT_BYTES);
+      if (run.length > 0) await this.write(run, runStart * EXTENT_BYTES, this.directWritable(run, scratch));
       run = [];
     };
     for (const { index } of batch.todo) {
@@ -232,7 +286,6 @@ export class FileRestore {
     }
     await flush();
     this.finished += 1;
-    this.unflushedBytes += batch.todo.length * EXTENT_BYTES;
     if (this.unflushedBytes >= flushBehindBytes && this.flushing === undefined && !this.written) {
       this.unflushedBytes = 0;
       const flush = fsyncOf(this.fd).then(
@@ -263,16 +316,21 @@ export class FileRestore {
       if (this.flushFailure !== undefined) throw this.flushFailure;
       await fsyncOf(this.fd);
     } finally {
-      // No flush may be left queued on a descriptor number that could be reused once closed.
-      await this.flushing;
-      closeSync(this.fd);
+      await this.close();
     }
     return this.result;
   }
 
-  /** Closes the file after a failure elsewhere (the restore as a whole has failed), once no flush is in flight. */
+  /** Closes the file after a failure elsewhere (the restore as a whole has failed). */
   async abandon(): Promise<void> {
+    await this.close();
+  }
+
+  private async close(): Promise<void> {
+    // No write or flush may be left queued on a descriptor number that could be reused once closed.
+    await this.writing;
     await this.flushing;
+    if (this.directFd !== undefined) closeSync(this.directFd);
     closeSync(this.fd);
   }
 }

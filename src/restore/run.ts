@@ -16,9 +16,10 @@ import { formatLsn, parseLsn } from '../pg/lsn.js';
 import { newestArchivedSegment } from '../info/index.js';
 import { FileRestore, restoreFile, type ExtentSource, type FileRestoreResult } from './file.js';
 import { renderBackupManifest, type ManifestFile as PgManifestFile } from './backup-manifest.js';
-import { EXTENT_BYTES, crc32cAppend } from '../native/index.js';
+import { EXTENT_BYTES, alignedBuffer, crc32cAppend } from '../native/index.js';
 import { withRecoverySettings, type RecoveryOptions, type RecoveryTarget } from './recovery.js';
 import { readAhead } from '../concurrency/read-ahead.js';
+import { isoUtc } from '../time/utc.js';
 import { lastArchivedTransaction, locateTarget } from '../wal/positions.js';
 
 export interface RestoreRequest {
@@ -139,7 +140,7 @@ async function checkTargetArchived(repo: Repository, target: RecoveryTarget): Pr
     }
   }
   const newest = await newestArchivedSegment(repo);
-  const window = newest ? `the recoverable window ends with segment ${newest.name} (stored ${newest.storedAt.toISOString()}, up to LSN ${formatLsn(newest.endLsn)})` : 'no WAL is archived';
+  const window = newest ? `the recoverable window ends with segment ${newest.name} (stored ${isoUtc(newest.storedAt.getTime())}, up to LSN ${formatLsn(newest.endLsn)})` : 'no WAL is archived';
   if (target.kind === 'time' && (newest === undefined || Date.parse(target.value) > newest.storedAt.getTime())) {
     throw new PgfError('RESTORE_TARGET', `target time ${target.value} is beyond the archived WAL: ${window}; check archiving (pgforever info) or pick an earlier target`);
   }
@@ -378,7 +379,7 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
       return false;
     };
     const worker = async () => {
-      const scratch = Buffer.allocUnsafeSlow(restoreBatchExtents * EXTENT_BYTES);
+      const scratch = alignedBuffer(restoreBatchExtents * EXTENT_BYTES);
       while (!failed) {
         const file = inProgress.find((f) => f.unclaimed);
         const batch = file?.claim();
@@ -453,7 +454,7 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
           mtimeMs: controlLast.mtimeMs,
           batchExtents: 1,
         },
-        Buffer.allocUnsafe(EXTENT_BYTES),
+        alignedBuffer(EXTENT_BYTES),
       );
       totals.bytesWritten += result.bytesWritten;
       totals.extentsWritten += result.extentsWritten;

@@ -18,8 +18,11 @@ const writevAt = promisify(writev);
 
 export const writeCallBytes = 256 * 1024;
 
-/** Writes `buffers` back to back from `position` of the open file `fd`, all of them, in calls of at most writeCallBytes. */
-export async function writeAt(fd: number, buffers: readonly Buffer[], position: number): Promise<void> {
+/**
+ * Writes `buffers` back to back from `position` of the open file `fd`, all of them, in calls of at
+ * most `callBytes` (writes that bypass the page cache need no cap).
+ */
+export async function writeAt(fd: number, buffers: readonly Buffer[], position: number, callBytes = writeCallBytes): Promise<void> {
   let batch: Buffer[] = [];
   let batchBytes = 0;
   let at = position;
@@ -45,11 +48,11 @@ export async function writeAt(fd: number, buffers: readonly Buffer[], position: 
   };
   for (const buffer of buffers) {
     for (let offset = 0; offset < buffer.length; ) {
-      const piece = buffer.subarray(offset, offset + writeCallBytes - batchBytes);
+      const piece = buffer.subarray(offset, offset + callBytes - batchBytes);
       batch.push(piece);
       batchBytes += piece.length;
       offset += piece.length;
-      if (batchBytes === writeCallBytes) await flush();
+      if (batchBytes === callBytes) await flush();
     }
   }
   if (batch.length > 0) await flush();

@@ -4,7 +4,10 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { PgfError, type ErrorCode } from '../../src/errors/index.js';
 import {
+  DIRECT_IO_ALIGNMENT,
   EXTENT_BYTES,
+  alignedBuffer,
+  alignmentOffset,
   EXTENT_ID_BYTES,
   EXTENT_PAGES,
   FRAME_HEADER_BYTES,
@@ -293,6 +296,18 @@ describe('frames', () => {
     expect(await codeOf(decompressIdentifiedExtentsInto(packed, new Uint32Array([frames[0]!.length, 50]), ids.slice(0, 1), key, out))).toBe('FRAME_CORRUPT');
     expect(await codeOf(decompressIdentifiedExtentsInto(packed, new Uint32Array([1, packed.length]), ids.slice(0, 1), key, out))).toBe('INVALID_ARGUMENT');
     expect(await codeOf(decompressIdentifiedExtentsInto(packed, new Uint32Array([0]), ids.slice(0, 1), key, out))).toBe('INVALID_ARGUMENT');
+  });
+
+  it('allocate buffers aligned for direct I/O', () => {
+    for (const bytes of [1, 4096, 3 * EXTENT_BYTES + 17]) {
+      const buffer = alignedBuffer(bytes);
+      expect(buffer.length).toBe(bytes);
+      expect(alignmentOffset(buffer, DIRECT_IO_ALIGNMENT)).toBe(0);
+    }
+    const misaligned = alignedBuffer(8192).subarray(100);
+    expect(alignmentOffset(misaligned, 4096)).toBe(4096 - 100);
+    expect(alignmentOffset(misaligned, 4)).toBe(0);
+    expect(() => alignmentOffset(misaligned, 1000)).toThrow(/power of two/);
   });
 
   it('join the CRC-32Cs of pieces into the CRC of the whole', () => {

@@ -5,5 +5,6 @@ mod checksum;
 mod error;
 mod extent;
 mod frame;
+mod memory;
 mod page;
 mod wal;
