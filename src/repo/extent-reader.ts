@@ -98,7 +98,7 @@ export class ExtentReader {
     const first = range[0]!.location;
     const last = range.at(-1)!.location;
     const key = keys.pack(first.pack);
-    const bytes = await this.storage.readRange(key, first.offset, last.offset + last.length - first.offset);
+    const bytes = await this.storage.readRange(key, first.offset, last.offset + last.length - first.offset, { keepOpen: true });
     this.stats.requests += 1;
     this.stats.bytes += bytes.length;
     const frameBounds = new Uint32Array(range.length * 2);

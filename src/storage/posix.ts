@@ -63,11 +63,22 @@ interface Entry {
   modifiedMs: number;
 }
 
+/** A descriptor kept open for more range reads, and how many reads are using it now. */
+interface HeldObject {
+  fd: Promise<number>;
+  users: number;
+}
+
+/** Descriptors readRange keeps open (objects are never modified once written, so they stay right). */
+const heldAtMost = 32;
+
 export class PosixStorage implements Storage {
   readonly location: string;
   readonly stats = emptyStats();
   /** Directories whose whole path up to the root this process has synced. */
   private readonly durableDirectories = new Set<string>();
+  /** Objects read by range with keepOpen, least recently used first. */
+  private readonly held = new Map<string, HeldObject>();
 
   constructor(private readonly root: string) {
     this.location = root;
@@ -163,20 +174,27 @@ export class PosixStorage implements Storage {
     }
   }
 
-  async readRange(key: string, offset: number, length: number): Promise<Buffer> {
+  async readRange(key: string, offset: number, length: number, options: { keepOpen?: boolean } = {}): Promise<Buffer> {
     this.stats.get += 1;
     let filled = 0;
     const buffer = Buffer.allocUnsafe(length);
+    const readInto = async (fd: number) => {
+      while (filled < length) {
+        const { bytesRead } = await readFd(fd, buffer, filled, length - filled, offset + filled);
+        if (bytesRead === 0) break;
+        filled += bytesRead;
+      }
+    };
     try {
-      const fd = await openFd(this.path(key), 'r');
-      try {
-        while (filled < length) {
-          const { bytesRead } = await readFd(fd, buffer, filled, length - filled, offset + filled);
-          if (bytesRead === 0) break;
-          filled += bytesRead;
+      if (options.keepOpen) {
+        await this.withHeld(key, readInto);
+      } else {
+        const fd = await openFd(this.path(key), 'r');
+        try {
+          await readInto(fd);
+        } finally {
+          await closeFd(fd);
         }
-      } finally {
-        await closeFd(fd);
       }
     } catch (err) {
       throw storageError(err, 'read', this.where(key), this.root);
@@ -186,6 +204,43 @@ export class PosixStorage implements Storage {
       throw new PgfError('STORAGE_IO', `${this.where(key)} ends before byte ${offset + length}: the object is truncated; run verify on the repository`);
     }
     return buffer;
+  }
+
+  /** Runs `use` on a descriptor of `key` kept open for later range reads (a restore reads each pack hundreds of times). */
+  private async withHeld(key: string, use: (fd: number) => Promise<void>): Promise<void> {
+    let object = this.held.get(key);
+    if (object === undefined) {
+      object = { fd: openFd(this.path(key), 'r'), users: 0 };
+    } else {
+      this.held.delete(key);
+    }
+    this.held.set(key, object);
+    object.users += 1;
+    let failed = false;
+    try {
+      await use(await object.fd);
+    } catch (err) {
+      failed = true;
+      throw err;
+    } finally {
+      object.users -= 1;
+      if (failed && object.users === 0 && this.held.get(key) === object) {
+        // A failed open or read: the descriptor is not kept for the next one.
+        this.held.delete(key);
+        await object.fd.then(closeFd).catch(() => undefined);
+      }
+      await this.releaseHeld();
+    }
+  }
+
+  /** Closes the least recently used idle descriptors beyond heldAtMost (all idle ones with `all`). */
+  private async releaseHeld(all = false): Promise<void> {
+    for (const [key, object] of this.held) {
+      if (!all && this.held.size <= heldAtMost) break;
+      if (object.users > 0) continue;
+      this.held.delete(key);
+      await object.fd.then(closeFd).catch(() => undefined);
+    }
   }
 
   /**
@@ -279,5 +334,7 @@ export class PosixStorage implements Storage {
     return removed;
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    await this.releaseHeld(true);
+  }
 }

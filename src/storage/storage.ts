@@ -60,8 +60,12 @@ export interface Storage {
   list(prefix: string): AsyncIterable<ObjectInfo>;
   /** The whole object; STORAGE_NOT_FOUND when absent. */
   read(key: string): Promise<Buffer>;
-  /** `length` bytes from `offset`; STORAGE_NOT_FOUND when absent, STORAGE_IO when the range runs past the end. */
-  readRange(key: string, offset: number, length: number): Promise<Buffer>;
+  /**
+   * `length` bytes from `offset`; STORAGE_NOT_FOUND when absent, STORAGE_IO when the range runs past
+   * the end. `keepOpen` says more ranges of this object will follow (a restore reading a pack): a
+   * local repository then keeps its descriptor open, at most a few dozen of them, until close().
+   */
+  readRange(key: string, offset: number, length: number, options?: { keepOpen?: boolean }): Promise<Buffer>;
   /** Durable once the promise resolves (fsync + rename + directory fsync; S3 PUT with checksum). */
   write(key: string, data: Buffer | Buffer[], options?: WriteOptions): Promise<void>;
   /** Removes the object; absent objects are not an error. */

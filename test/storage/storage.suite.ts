@@ -70,6 +70,12 @@ export function describeStorage(name: string, backend: () => Backend): void {
       await expect(storage.readRange('ranged', data.length - 10, 11)).rejects.toMatchObject({ code: 'STORAGE_IO' });
       await expect(storage.readRange('ranged', data.length + 5, 10)).rejects.toMatchObject({ code: 'STORAGE_IO' });
       await expect(storage.readRange('missing', 0, 10)).rejects.toMatchObject({ code: 'STORAGE_NOT_FOUND' });
+      // The same with the hint that more ranges follow (restore reading packs).
+      const keep = { keepOpen: true };
+      expect((await storage.readRange('ranged', across, 300, keep)).equals(data.subarray(across, across + 300))).toBe(true);
+      await expect(storage.readRange('ranged', data.length - 10, 11, keep)).rejects.toMatchObject({ code: 'STORAGE_IO' });
+      expect((await storage.readRange('ranged', 0, 1, keep)).equals(data.subarray(0, 1))).toBe(true);
+      await expect(storage.readRange('missing', 0, 10, keep)).rejects.toMatchObject({ code: 'STORAGE_NOT_FOUND' });
       await storage.close();
     });
 

@@ -141,6 +141,25 @@ describe('posix storage keys', () => {
     }
   });
 
+  it('keeps a bounded number of objects open for range reads, and closes them with the storage', async () => {
+    const openFds = async () => (await readdir('/proc/self/fd')).length;
+    const { storage } = await freshDirectory();
+    const objects = Array.from({ length: 80 }, () => randomBytes(1000));
+    for (const [i, data] of objects.entries()) await storage.write(`packs/${i}`, data);
+    const before = await openFds();
+    // Many ranges of many objects at once, as restore workers read them.
+    await Promise.all(
+      Array.from({ length: 400 }, async (_, j) => {
+        const i = (j * 7) % objects.length;
+        const bytes = await storage.readRange(`packs/${i}`, j % 900, 50, { keepOpen: true });
+        expect(bytes.equals(objects[i]!.subarray(j % 900, (j % 900) + 50))).toBe(true);
+      }),
+    );
+    expect(await openFds()).toBeLessThanOrEqual(before + 32);
+    await storage.close();
+    expect(await openFds()).toBeLessThanOrEqual(before);
+  });
+
   it('makes a directory again when it was removed under a long-lived process', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'pgf-storage-'));
     dirs.push(dir);
