@@ -98,7 +98,7 @@ const directCallBytes = 8 * 1024 * 1024;
 const directFileBytes = 1024 * 1024;
 
 /**
- * A second descriptor on a freshly created file that writes around the page cache, or undefined
+ * A second descriptor on the file that writes around the page cache, or undefined
  * where the filesystem refuses (tmpfs, some FUSE and network filesystems).
  */
 async function openDirect(path: string): Promise<number | undefined> {
@@ -136,9 +136,11 @@ export class FileRestore {
   /** The last write queued on this file; it never rejects (its own caller sees the failure). */
   private writing: Promise<void> = Promise.resolve();
   /**
-   * Fresh restores write whole extents with O_DIRECT from the workers' aligned buffers: no page
-   * cache to fill, copy into and write back, so no CPU spent on it and none of the host faults a VM
-   * takes on page cache that its host reclaimed. Other writes (a short last extent) go through `fd`.
+   * Whole extents of large files are written with O_DIRECT from the workers' aligned buffers: no
+   * page cache to fill, copy into and write back, so no CPU spent on it, none of the host faults a
+   * VM takes on page cache its host reclaimed, and a --delta's scattered writes reach the disk as
+   * they are made instead of in one long fsync at the end. Other writes (a short last extent, zeros)
+   * go through `fd`.
    */
   private directFd: number | undefined;
 
@@ -197,7 +199,7 @@ export class FileRestore {
     const fd = options.delta ? await openForDelta(path, options.mode) : await openFile(path, 'wx', options.mode);
     let directFd: number | undefined;
     try {
-      if (!options.delta && size >= directFileBytes) directFd = await openDirect(path);
+      if (size >= directFileBytes) directFd = await openDirect(path);
       let present: readonly (Buffer | null)[] = [];
       let kept = 0;
       if (options.delta) {
