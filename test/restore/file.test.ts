@@ -151,6 +151,16 @@ describe('FileRestore of a large file', () => {
       expect((await readFile(join(dir, 'f'))).equals(content)).toBe(true);
       expect(result.crc32c).toBe(crc32cAppend(0, content));
       expect(result.bytesWritten).toBe(content.length - extents.filter((id) => id === null).length * EXTENT_BYTES);
+
+      // --delta over a stale copy: a changed extent, a hole that had data, data where a hole was.
+      const stale = Buffer.from(content);
+      stale.fill(1, 2 * EXTENT_BYTES, 2 * EXTENT_BYTES + 10);
+      stale.fill(9, 3 * EXTENT_BYTES, 4 * EXTENT_BYTES);
+      stale.fill(0, 5 * EXTENT_BYTES, 6 * EXTENT_BYTES);
+      await writeFile(join(dir, 'f'), stale);
+      const delta = await restoreFile(join(dir, 'f'), content.length, extents, { key, source, delta: true, mode: 0o600, mtimeMs: 1_700_000_000_123.5, batchExtents: 8 }, scratch);
+      expect((await readFile(join(dir, 'f'))).equals(content)).toBe(true);
+      expect(delta.extentsWritten).toBe(3);
     });
   }
 });
