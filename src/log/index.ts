@@ -1,5 +1,5 @@
 /**
- * pino to stderr: JSON when piped, readable lines on a terminal. Secrets are redacted by path.
+ * pino to stderr, one JSON object per line. Secrets are redacted by path.
  *
  * pino (about 40 modules) is loaded on the first message the level lets through, not at start: a
  * restore or archive-get started on a cold page cache would otherwise read and compile them all

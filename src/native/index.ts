@@ -309,7 +309,7 @@ export async function decompressFrames(frames: readonly Buffer[]): Promise<Buffe
 }
 
 /** Extents decompressed into a caller's buffer: views into it, and the CRC-32C each one was checked against. */
-export interface IdentifiedExtents {
+export interface DecompressedExtents {
   extents: Buffer[];
   crc32c: Uint32Array;
 }
@@ -327,7 +327,7 @@ export async function decompressIdentifiedExtentsInto(
   ids: readonly Buffer[],
   key: Buffer,
   out: Buffer,
-): Promise<IdentifiedExtents> {
+): Promise<DecompressedExtents> {
   const idBytes = Buffer.concat(ids as Buffer[]);
   const { lengths, crc32c } = await callAsync(() => binding.decompressIdentifiedExtentsInto(packed, frameBounds, idBytes, key, out));
   return { extents: split({ data: out, lengths }), crc32c };

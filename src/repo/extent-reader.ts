@@ -4,7 +4,7 @@
  * against its id in one native call per range.
  */
 import { PgfError, isPgfError } from '../errors/index.js';
-import { decompressIdentifiedExtentsInto, type IdentifiedExtents } from '../native/index.js';
+import { decompressIdentifiedExtentsInto, type DecompressedExtents } from '../native/index.js';
 import type { Storage } from '../storage/index.js';
 import type { ExtentIndex, ExtentLocation } from './extent-index.js';
 import { keys } from './objects.js';
@@ -106,7 +106,7 @@ export class ExtentReader {
       frameBounds[2 * i] = w.location.offset - first.offset;
       frameBounds[2 * i + 1] = w.location.length;
     });
-    let raws: IdentifiedExtents;
+    let raws: DecompressedExtents;
     try {
       const room = into ?? Buffer.allocUnsafe(range.reduce((n, w) => n + w.location.rawLength, 0));
       raws = await decompressIdentifiedExtentsInto(

@@ -13,7 +13,7 @@ import { closeSync, constants, fchmodSync, fstat, fsync, ftruncateSync, futimesS
 import { promisify } from 'node:util';
 import { PgfError } from '../errors/index.js';
 import { writeAt } from '../storage/file-writes.js';
-import { DIRECT_IO_ALIGNMENT, EXTENT_BYTES, crc32cAppend, crc32cConcat, extentIds } from '../native/index.js';
+import { DIRECT_IO_ALIGNMENT, EXTENT_BYTES, alignmentOffset, crc32cAppend, crc32cConcat, extentIds } from '../native/index.js';
 import type { FetchedExtents } from '../repo/index.js';
 
 const fstatOf = promisify(fstat);
@@ -98,8 +98,9 @@ const directCallBytes = 8 * 1024 * 1024;
 const directFileBytes = 1024 * 1024;
 
 /**
- * A second descriptor on the file that writes around the page cache, or undefined
- * where the filesystem refuses (tmpfs, some FUSE and network filesystems).
+ * A second descriptor on the file that writes around the page cache, or undefined where that is
+ * refused: the filesystem (tmpfs, some FUSE and network filesystems), or a read-only mode the
+ * backup recorded (the file was opened for writing before it had that mode).
  */
 async function openDirect(path: string): Promise<number | undefined> {
   const direct = (constants as { O_DIRECT?: number }).O_DIRECT;
@@ -107,7 +108,7 @@ async function openDirect(path: string): Promise<number | undefined> {
   try {
     return await openFile(path, constants.O_WRONLY | direct);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EINVAL') return undefined;
+    if (['EINVAL', 'EOPNOTSUPP', 'EACCES', 'EPERM'].includes((err as NodeJS.ErrnoException).code ?? '')) return undefined;
     throw err;
   }
 }
@@ -139,8 +140,8 @@ export class FileRestore {
    * Whole extents of large files are written with O_DIRECT from the workers' aligned buffers: no
    * page cache to fill, copy into and write back, so no CPU spent on it, none of the host faults a
    * VM takes on page cache its host reclaimed, and a --delta's scattered writes reach the disk as
-   * they are made instead of in one long fsync at the end. Other writes (a short last extent, zeros)
-   * go through `fd`.
+   * they are made instead of in one long fsync at the end. Other writes (a last extent that is not
+   * whole 4 KiB blocks, zeros) go through `fd`.
    */
   private directFd: number | undefined;
 
@@ -175,8 +176,9 @@ export class FileRestore {
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
           // The filesystem takes no direct writes after all: the rest of the file goes buffered.
-          closeSync(this.directFd);
+          const directFd = this.directFd;
           this.directFd = undefined;
+          closeSync(directFd);
         }
       }
       await writeAt(this.fd, buffers, position);
@@ -186,10 +188,11 @@ export class FileRestore {
     return written;
   }
 
-  /** Whether `views` can be written directly: whole blocks at aligned places of `scratch` (itself aligned). */
-  private directWritable(views: readonly Buffer[], scratch: Buffer): boolean {
+  /** Whether `views` can be written directly: whole blocks at aligned places of `scratch`, itself aligned (alignedBuffer). */
+  private directWritable(views: readonly Buffer[], scratch: Buffer, scratchAligned: boolean): boolean {
     return (
       this.directFd !== undefined &&
+      scratchAligned &&
       views.every((v) => v.buffer === scratch.buffer && (v.byteOffset - scratch.byteOffset) % DIRECT_IO_ALIGNMENT === 0 && v.length % DIRECT_IO_ALIGNMENT === 0)
     );
   }
@@ -199,7 +202,6 @@ export class FileRestore {
     const fd = options.delta ? await openForDelta(path, options.mode) : await openFile(path, 'wx', options.mode);
     let directFd: number | undefined;
     try {
-      if (size >= directFileBytes) directFd = await openDirect(path);
       let present: readonly (Buffer | null)[] = [];
       let kept = 0;
       if (options.delta) {
@@ -226,6 +228,7 @@ export class FileRestore {
       });
       const batches: FileBatch[] = [];
       for (let start = 0; start < todo.length; start += options.batchExtents) batches.push({ todo: todo.slice(start, start + options.batchExtents) });
+      if (size >= directFileBytes && batches.length > 0) directFd = await openDirect(path);
       const file = new FileRestore(path, fd, size, extents.length, options, batches, directFd);
       file.result.extentsKept = kept;
       extents.forEach((id, index) => {
@@ -233,8 +236,11 @@ export class FileRestore {
       });
       return file;
     } catch (err) {
-      if (directFd !== undefined) closeSync(directFd);
-      closeSync(fd);
+      try {
+        if (directFd !== undefined) closeSync(directFd);
+      } finally {
+        closeSync(fd);
+      }
       throw err;
     }
   }
@@ -264,12 +270,13 @@ export class FileRestore {
       scratch,
     );
     const positions = new Map(wanted.map((t, i) => [t.index, i]));
+    const scratchAligned = this.directFd !== undefined && alignmentOffset(scratch, DIRECT_IO_ALIGNMENT) === 0;
     // Neighbouring extents go out together: thousands of 128 KiB writes cost the main thread more
     // than the copying itself (writeAt still caps each call, see file-writes.ts).
     let run: Buffer[] = [];
     let runStart = 0;
     const flush = async () => {
-      if (run.length > 0) await this.write(run, runStart * EXTENT_BYTES, this.directWritable(run, scratch));
+      if (run.length > 0) await this.write(run, runStart * EXTENT_BYTES, this.directWritable(run, scratch, scratchAligned));
       run = [];
     };
     for (const { index } of batch.todo) {
@@ -332,8 +339,11 @@ export class FileRestore {
     // No write or flush may be left queued on a descriptor number that could be reused once closed.
     await this.writing;
     await this.flushing;
-    if (this.directFd !== undefined) closeSync(this.directFd);
-    closeSync(this.fd);
+    try {
+      if (this.directFd !== undefined) closeSync(this.directFd);
+    } finally {
+      closeSync(this.fd);
+    }
   }
 }
 

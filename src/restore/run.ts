@@ -454,7 +454,7 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
           mtimeMs: controlLast.mtimeMs,
           batchExtents: 1,
         },
-        alignedBuffer(EXTENT_BYTES),
+        Buffer.allocUnsafe(EXTENT_BYTES),
       );
       totals.bytesWritten += result.bytesWritten;
       totals.extentsWritten += result.extentsWritten;

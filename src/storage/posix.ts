@@ -79,6 +79,8 @@ export class PosixStorage implements Storage {
   private readonly durableDirectories = new Set<string>();
   /** Objects read by range with keepOpen, least recently used first. */
   private readonly held = new Map<string, HeldObject>();
+  /** After close(), nothing more is held, and what reads in flight still hold is closed as they end. */
+  private closed = false;
 
   constructor(private readonly root: string) {
     this.location = root;
@@ -186,7 +188,7 @@ export class PosixStorage implements Storage {
       }
     };
     try {
-      if (options.keepOpen) {
+      if (options.keepOpen && !this.closed) {
         await this.withHeld(key, readInto);
       } else {
         const fd = await openFd(this.path(key), 'r');
@@ -229,7 +231,7 @@ export class PosixStorage implements Storage {
         this.held.delete(key);
         await object.fd.then(closeFd).catch(() => undefined);
       }
-      await this.releaseHeld();
+      await this.releaseHeld(this.closed);
     }
   }
 
@@ -335,6 +337,7 @@ export class PosixStorage implements Storage {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     await this.releaseHeld(true);
   }
 }

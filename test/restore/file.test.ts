@@ -118,6 +118,24 @@ describe('FileRestore', () => {
   });
 });
 
+describe('FileRestore of a large read-only file', () => {
+  it('restores a file of mode 0400 (its descriptor for direct writes cannot be opened for writing)', async () => {
+    const key = randomBytes(32);
+    const dir = await mkdtemp(join(tmpdir(), 'pgf-restore-'));
+    dirs.push(dir);
+    const content = randomBytes(10 * EXTENT_BYTES);
+    const { extents, byId } = await (async () => {
+      const ids = await extentIds(content, key);
+      const map = new Map(ids.map((id, i) => [Buffer.from(id).toString('hex'), Buffer.from(content.subarray(i * EXTENT_BYTES, (i + 1) * EXTENT_BYTES))]));
+      return { extents: ids.map((id) => Buffer.from(id)), byId: map };
+    })();
+    const result = await restoreFile(join(dir, 'key'), content.length, extents, { key, source: new CountingSource(byId), delta: false, mode: 0o400, mtimeMs: 1_700_000_000_123.5, batchExtents: 4 }, alignedBuffer(4 * EXTENT_BYTES));
+    expect((await readFile(join(dir, 'key'))).equals(content)).toBe(true);
+    expect((await stat(join(dir, 'key'))).mode & 0o777).toBe(0o400);
+    expect(result.crc32c).toBe(crc32cAppend(0, content));
+  });
+});
+
 describe('FileRestore of a large file', () => {
   // Whole extents go around the page cache (O_DIRECT) from an aligned scratch buffer where the
   // filesystem allows it; a misaligned buffer, or a filesystem that refuses, falls back to buffered
