@@ -111,6 +111,11 @@ export async function archiveDrain(ctx) {
     for (const name of ctx.cfg.drainCommands) {
       if (!commands[name] || reasons[name]) continue;
       const backlog = await fillBacklog(world, ctx.cfg.drainSegments, source);
+      // The previous zstd drain's output goes now, while archive_command fails: once a drain is over,
+      // the archiver may still be writing there (the TRUNCATE below fills a segment).
+      rmSync(zstdDir, { recursive: true, force: true });
+      mkdirSync(zstdDir);
+      chownToServer(zstdDir);
       // Dirty pages of the filling (and of the previous command's output) are not this command's cost.
       await world.cluster.query('CHECKPOINT');
       try {
@@ -126,9 +131,6 @@ export async function archiveDrain(ctx) {
         await world.cluster.waitArchiveIdle({ deadlineMs: 30 * 60_000 });
       }
       await world.cluster.query('TRUNCATE walfill');
-      rmSync(zstdDir, { recursive: true, force: true });
-      mkdirSync(zstdDir);
-      chownToServer(zstdDir);
     }
   }
   await world.cluster.query('DROP TABLE IF EXISTS walfill');
