@@ -13,14 +13,12 @@ import type { Settings } from '../config/index.js';
 import { openStorage } from '../storage/index.js';
 import { Repository, type BackupManifest, type ExtentReader, type ManifestFile } from '../repo/index.js';
 import { formatLsn, parseLsn } from '../pg/lsn.js';
-import { newestArchivedSegment } from '../info/index.js';
 import { FileRestore, restoreFile, type ExtentSource, type FileRestoreResult } from './file.js';
 import { renderBackupManifest, type ManifestFile as PgManifestFile } from './backup-manifest.js';
 import { EXTENT_BYTES, alignedBuffer, crc32cAppend } from '../native/index.js';
 import { withRecoverySettings, type RecoveryOptions, type RecoveryTarget } from './recovery.js';
 import { readAhead } from '../concurrency/read-ahead.js';
 import { isoUtc } from '../time/utc.js';
-import { lastArchivedTransaction, locateTarget } from '../wal/positions.js';
 
 export interface RestoreRequest {
   pgdata: string;
@@ -131,6 +129,7 @@ async function checkTargetArchived(repo: Repository, target: RecoveryTarget): Pr
   if (target.kind !== 'time' && target.kind !== 'lsn') return;
   if (target.kind === 'time') {
     // Times are kept to the millisecond: only a target past the last one's millisecond is refused.
+    const { lastArchivedTransaction } = await import('../wal/positions.js');
     const last = await lastArchivedTransaction(repo);
     if (last !== undefined && Date.parse(target.value) > Date.parse(last.time)) {
       throw new PgfError(
@@ -139,6 +138,7 @@ async function checkTargetArchived(repo: Repository, target: RecoveryTarget): Pr
       );
     }
   }
+  const { newestArchivedSegment } = await import('../info/index.js');
   const newest = await newestArchivedSegment(repo);
   const window = newest ? `the recoverable window ends with segment ${newest.name} (stored ${isoUtc(newest.storedAt.getTime())}, up to LSN ${formatLsn(newest.endLsn)})` : 'no WAL is archived';
   if (target.kind === 'time' && (newest === undefined || Date.parse(target.value) > newest.storedAt.getTime())) {
@@ -234,6 +234,7 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
       if (!ids.includes(request.set)) throw new PgfError('RESTORE_NO_BACKUP', `backup ${request.set} is not in the repository; pgforever info lists the backups`);
       manifest = await repo.readManifest(request.set);
       if (target.kind === 'xid' || target.kind === 'name') {
+        const { locateTarget } = await import('../wal/positions.js');
         const at = await locateTarget(repo, target, await Promise.all(ids.map((id) => repo.readManifest(id))));
         if (at < parseLsn(manifest.stopLsn)) {
           throw new PgfError('RESTORE_TARGET', `the target (at ${formatLsn(at)}) is before backup ${manifest.id} was consistent (${manifest.stopLsn}): restore an earlier backup, or leave out --set`);
@@ -242,21 +243,24 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
     } else {
       const manifests = await Promise.all(ids.map((id) => repo.readManifest(id)));
       // A restore point or transaction is chosen by where the archived WAL has it.
-      const byPosition: RecoveryTarget =
-        (target.kind === 'xid' || target.kind === 'name') && manifests.length > 0 ? { kind: 'lsn', value: formatLsn(await locateTarget(repo, target, manifests)) } : target;
+      let byPosition: RecoveryTarget = target;
+      if ((target.kind === 'xid' || target.kind === 'name') && manifests.length > 0) {
+        const { locateTarget } = await import('../wal/positions.js');
+        byPosition = { kind: 'lsn', value: formatLsn(await locateTarget(repo, target, manifests)) };
+      }
       manifest = chooseBackup(manifests, byPosition);
     }
     await checkTargetArchived(repo, request.target);
     log.info({ backup: manifest.id, pgdata }, 'restore started');
 
-    // The index is loaded on the first fetch, beside the first files' lists: a --delta restore
-    // that finds every file in place never needs it.
+    // The index is loaded on the first fetch, beside the first files' lists; a --delta restore
+    // starts loading it now, while it looks at the local files, since it nearly always rewrites some.
     let reader: Promise<ExtentReader> | undefined;
+    const extentReader = () =>
+      (reader ??= repo.loadIndex({ forReuse: false }).then((index) => repo.extentReader(index, { parallel: Math.max(2, settings.processMax * 2) })));
+    if (request.delta) extentReader().catch(() => undefined);
     const extentSource: ExtentSource = {
-      fetch: async (ids, into) => {
-        reader ??= repo.loadIndex({ forReuse: false }).then((index) => repo.extentReader(index, { parallel: Math.max(2, settings.processMax * 2) }));
-        return (await reader).fetch(ids, into);
-      },
+      fetch: async (ids, into) => (await extentReader()).fetch(ids, into),
     };
     await mkdir(pgdata, { recursive: true, mode: 0o700 });
     // A delta restore must not be startable while it is half done.
