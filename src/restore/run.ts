@@ -17,6 +17,7 @@ import { FileRestore, restoreFile, type ExtentSource, type FileRestoreResult } f
 import { renderBackupManifest, type ManifestFile as PgManifestFile } from './backup-manifest.js';
 import { EXTENT_BYTES, alignedBuffer, crc32cAppend } from '../native/index.js';
 import { withRecoverySettings, type RecoveryOptions, type RecoveryTarget } from './recovery.js';
+import { mapLimit } from '../concurrency/map-limit.js';
 import { readAhead } from '../concurrency/read-ahead.js';
 import { isoUtc } from '../time/utc.js';
 
@@ -228,27 +229,37 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
   try {
     const repo = await Repository.open(storage);
     const ids = await repo.listBackups();
+    // Each manifest is read once, however many steps look at it (the choice of backup, --delta).
+    const manifests = new Map<string, Promise<BackupManifest>>();
+    const manifestOf = (id: string) => {
+      let read = manifests.get(id);
+      if (read === undefined) {
+        read = repo.readManifest(id);
+        manifests.set(id, read);
+      }
+      return read;
+    };
     let manifest: BackupManifest;
     const target = request.target;
     if (request.set !== undefined && request.set !== 'latest') {
       if (!ids.includes(request.set)) throw new PgfError('RESTORE_NO_BACKUP', `backup ${request.set} is not in the repository; pgforever info lists the backups`);
-      manifest = await repo.readManifest(request.set);
+      manifest = await manifestOf(request.set);
       if (target.kind === 'xid' || target.kind === 'name') {
         const { locateTarget } = await import('../wal/positions.js');
-        const at = await locateTarget(repo, target, await Promise.all(ids.map((id) => repo.readManifest(id))));
+        const at = await locateTarget(repo, target, await Promise.all(ids.map(manifestOf)));
         if (at < parseLsn(manifest.stopLsn)) {
           throw new PgfError('RESTORE_TARGET', `the target (at ${formatLsn(at)}) is before backup ${manifest.id} was consistent (${manifest.stopLsn}): restore an earlier backup, or leave out --set`);
         }
       }
     } else {
-      const manifests = await Promise.all(ids.map((id) => repo.readManifest(id)));
+      const all = await Promise.all(ids.map(manifestOf));
       // A restore point or transaction is chosen by where the archived WAL has it.
       let byPosition: RecoveryTarget = target;
-      if ((target.kind === 'xid' || target.kind === 'name') && manifests.length > 0) {
+      if ((target.kind === 'xid' || target.kind === 'name') && all.length > 0) {
         const { locateTarget } = await import('../wal/positions.js');
-        byPosition = { kind: 'lsn', value: formatLsn(await locateTarget(repo, target, manifests)) };
+        byPosition = { kind: 'lsn', value: formatLsn(await locateTarget(repo, target, all)) };
       }
-      manifest = chooseBackup(manifests, byPosition);
+      manifest = chooseBackup(all, byPosition);
     }
     await checkTargetArchived(repo, request.target);
     log.info({ backup: manifest.id, pgdata }, 'restore started');
@@ -294,9 +305,13 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
     // --delta: what other backups recorded for each path, to recognise a file one of them restored.
     const recordedElsewhere = new Map<string, { size: number; mtimeMs: number; extents: string }[]>();
     if (request.delta) {
-      for (const id of ids) {
-        if (id === manifest.id) continue;
-        for (const f of (await repo.readManifest(id)).files) {
+      const others = await mapLimit(
+        ids.filter((id) => id !== manifest.id),
+        8,
+        manifestOf,
+      );
+      for (const other of others) {
+        for (const f of other.files) {
           if (f.kind !== 'file' || f.extents === undefined) continue;
           const list = recordedElsewhere.get(f.path) ?? [];
           list.push({ size: f.size, mtimeMs: f.mtimeMs, extents: f.extents });
@@ -304,6 +319,8 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
         }
       }
     }
+    // Other backups' manifests can be large (a file list each): not kept through the restore.
+    manifests.clear();
     // Workers take batches from files already open before opening the next file, so the batches of a
     // large file spread over all of them and only a few files are open at once.
     const inProgress: FileRestore[] = [];
