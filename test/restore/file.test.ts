@@ -23,22 +23,23 @@ class CountingSource implements ExtentSource {
   }
 }
 
+/** `content` as a backup holds it: extent ids (null for zero extents) and each extent's bytes by id. */
+async function layout(content: Buffer, key: Buffer) {
+  const ids = await extentIds(content, key);
+  const extents = ids.map((id, i) => (content.subarray(i * EXTENT_BYTES, (i + 1) * EXTENT_BYTES).every((b) => b === 0) ? null : Buffer.from(id)));
+  const byId = new Map<string, Buffer>();
+  extents.forEach((id, i) => id && byId.set(id.toString('hex'), Buffer.from(content.subarray(i * EXTENT_BYTES, (i + 1) * EXTENT_BYTES))));
+  return { extents, byId };
+}
+
 describe('restoreFile', () => {
   const key = randomBytes(32);
-
-  async function layout(content: Buffer) {
-    const ids = await extentIds(content, key);
-    const extents = ids.map((id, i) => (content.subarray(i * EXTENT_BYTES, (i + 1) * EXTENT_BYTES).every((b) => b === 0) ? null : Buffer.from(id)));
-    const byId = new Map<string, Buffer>();
-    extents.forEach((id, i) => id && byId.set(id.toString('hex'), Buffer.from(content.subarray(i * EXTENT_BYTES, (i + 1) * EXTENT_BYTES))));
-    return { extents, byId };
-  }
 
   it('writes extents in place and leaves zero extents as holes', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'pgf-restore-'));
     dirs.push(dir);
     const content = Buffer.concat([randomBytes(EXTENT_BYTES), Buffer.alloc(8 * EXTENT_BYTES), randomBytes(5000)]);
-    const { extents, byId } = await layout(content);
+    const { extents, byId } = await layout(content, key);
     const target = join(dir, 'f');
     const result = await restoreFile(target, content.length, extents, { key, source: new CountingSource(byId), delta: false, mode: 0o600, mtimeMs: 1_700_000_000_123.5, batchExtents: 4 }, scratch);
     expect(result.extentsWritten).toBe(2);
@@ -54,7 +55,7 @@ describe('restoreFile', () => {
     const dir = await mkdtemp(join(tmpdir(), 'pgf-restore-'));
     dirs.push(dir);
     const content = Buffer.concat([randomBytes(EXTENT_BYTES), Buffer.alloc(EXTENT_BYTES), randomBytes(3 * EXTENT_BYTES)]);
-    const { extents, byId } = await layout(content);
+    const { extents, byId } = await layout(content, key);
     const target = join(dir, 'f');
     const stale = Buffer.from(content);
     stale.fill(7, EXTENT_BYTES, EXTENT_BYTES + 100);
@@ -75,9 +76,7 @@ describe('restoreFile checksum', () => {
     const dir = await mkdtemp(join(tmpdir(), 'pgf-restore-'));
     dirs.push(dir);
     const content = Buffer.concat([Buffer.alloc(2 * EXTENT_BYTES), randomBytes(EXTENT_BYTES), Buffer.alloc(EXTENT_BYTES + 77)]);
-    const ids = await extentIds(content, key);
-    const extents = ids.map((id, i) => (content.subarray(i * EXTENT_BYTES, (i + 1) * EXTENT_BYTES).every((b) => b === 0) ? null : Buffer.from(id)));
-    const byId = new Map(extents.flatMap((id, i) => (id ? [[id.toString('hex'), Buffer.from(content.subarray(i * EXTENT_BYTES, (i + 1) * EXTENT_BYTES))] as const] : [])));
+    const { extents, byId } = await layout(content, key);
     const result = await restoreFile(join(dir, 'f'), content.length, extents, { key, source: new CountingSource(new Map(byId)), delta: false, mode: 0o600, mtimeMs: 1_700_000_000_123.5, batchExtents: 2 }, scratch);
     expect(result.crc32c).toBe(crc32cAppend(0, content));
   });
@@ -90,9 +89,7 @@ describe('FileRestore', () => {
     dirs.push(dir);
     const pieces = Array.from({ length: 11 }, (_, i) => (i % 3 === 1 ? Buffer.alloc(EXTENT_BYTES) : randomBytes(EXTENT_BYTES)));
     const content = Buffer.concat([...pieces, randomBytes(999)]);
-    const ids = await extentIds(content, key);
-    const extents = ids.map((id, i) => (content.subarray(i * EXTENT_BYTES, (i + 1) * EXTENT_BYTES).every((b) => b === 0) ? null : Buffer.from(id)));
-    const byId = new Map(extents.flatMap((id, i) => (id ? [[id.toString('hex'), Buffer.from(content.subarray(i * EXTENT_BYTES, (i + 1) * EXTENT_BYTES))] as const] : [])));
+    const { extents, byId } = await layout(content, key);
     const file = await FileRestore.open(join(dir, 'f'), content.length, extents, { key, source: new CountingSource(byId), delta: false, mode: 0o640, mtimeMs: 1_700_000_000_123.5, batchExtents: 2 });
     const batches = [];
     for (let batch = file.claim(); batch !== undefined; batch = file.claim()) batches.push(batch);
@@ -124,11 +121,7 @@ describe('FileRestore of a large read-only file', () => {
     const dir = await mkdtemp(join(tmpdir(), 'pgf-restore-'));
     dirs.push(dir);
     const content = randomBytes(10 * EXTENT_BYTES);
-    const { extents, byId } = await (async () => {
-      const ids = await extentIds(content, key);
-      const map = new Map(ids.map((id, i) => [Buffer.from(id).toString('hex'), Buffer.from(content.subarray(i * EXTENT_BYTES, (i + 1) * EXTENT_BYTES))]));
-      return { extents: ids.map((id) => Buffer.from(id)), byId: map };
-    })();
+    const { extents, byId } = await layout(content, key);
     const result = await restoreFile(join(dir, 'key'), content.length, extents, { key, source: new CountingSource(byId), delta: false, mode: 0o400, mtimeMs: 1_700_000_000_123.5, batchExtents: 4 }, alignedBuffer(4 * EXTENT_BYTES));
     expect((await readFile(join(dir, 'key'))).equals(content)).toBe(true);
     expect((await stat(join(dir, 'key'))).mode & 0o777).toBe(0o400);
@@ -147,9 +140,7 @@ describe('FileRestore of a large file', () => {
       dirs.push(dir);
       const pieces = Array.from({ length: 20 }, (_, i) => (i % 7 === 3 ? Buffer.alloc(EXTENT_BYTES) : randomBytes(EXTENT_BYTES)));
       const content = Buffer.concat([...pieces, randomBytes(8192 + 100)]);
-      const ids = await extentIds(content, key);
-      const extents = ids.map((id, i) => (content.subarray(i * EXTENT_BYTES, (i + 1) * EXTENT_BYTES).every((b) => b === 0) ? null : Buffer.from(id)));
-      const byId = new Map(extents.flatMap((id, i) => (id ? [[id.toString('hex'), Buffer.from(content.subarray(i * EXTENT_BYTES, (i + 1) * EXTENT_BYTES))] as const] : [])));
+      const { extents, byId } = await layout(content, key);
       // The source hands out views into the scratch buffer, as the repository's reader does.
       const source: ExtentSource = {
         fetch: async (wanted, into) => {
