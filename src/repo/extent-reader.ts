@@ -26,19 +26,9 @@ export interface ReadStats {
   bytes: number;
 }
 
-/** Range reads land in buffers of at least this size, reused from one range to the next. */
-const readBufferBytes = 8 * 1024 * 1024;
-/** Reused range buffers kept at most: the reads in flight at once (restore workers × parallel). */
-const spareReadsAtMost = 16;
-
 export class ExtentReader {
   readonly stats: ReadStats = { requests: 0, bytes: 0 };
   private readonly gapBytes: number;
-  /**
-   * Buffers of finished range reads, for the next ones: a fresh one per range costs page faults on
-   * every read, and on a VM whose host reclaims freed memory each of those is a host fault.
-   */
-  private readonly spareReads: Buffer[] = [];
 
   constructor(
     private readonly storage: Storage,
@@ -108,18 +98,7 @@ export class ExtentReader {
     const first = range[0]!.location;
     const last = range.at(-1)!.location;
     const key = keys.pack(first.pack);
-    const length = last.offset + last.length - first.offset;
-    const spare = this.spareReads.pop();
-    const readInto = spare !== undefined && spare.length >= length ? spare : Buffer.allocUnsafeSlow(Math.max(length, readBufferBytes));
-    try {
-      await this.decompressRange(range, out, into, key, await this.storage.readRange(key, first.offset, length, { keepOpen: true, into: readInto }));
-    } finally {
-      if (this.spareReads.length < spareReadsAtMost) this.spareReads.push(readInto);
-    }
-  }
-
-  private async decompressRange(range: readonly Wanted[], out: FetchedExtents, into: Buffer | undefined, key: string, bytes: Buffer): Promise<void> {
-    const first = range[0]!.location;
+    const bytes = await this.storage.readRange(key, first.offset, last.offset + last.length - first.offset, { keepOpen: true });
     this.stats.requests += 1;
     this.stats.bytes += bytes.length;
     const frameBounds = new Uint32Array(range.length * 2);

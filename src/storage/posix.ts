@@ -176,10 +176,10 @@ export class PosixStorage implements Storage {
     }
   }
 
-  async readRange(key: string, offset: number, length: number, options: { keepOpen?: boolean; into?: Buffer } = {}): Promise<Buffer> {
+  async readRange(key: string, offset: number, length: number, options: { keepOpen?: boolean } = {}): Promise<Buffer> {
     this.stats.get += 1;
     let filled = 0;
-    const buffer = options.into !== undefined && options.into.length >= length ? options.into.subarray(0, length) : Buffer.allocUnsafe(length);
+    const buffer = Buffer.allocUnsafe(length);
     const readInto = async (fd: number) => {
       while (filled < length) {
         const { bytesRead } = await readFd(fd, buffer, filled, length - filled, offset + filled);

@@ -64,10 +64,8 @@ export interface Storage {
    * `length` bytes from `offset`; STORAGE_NOT_FOUND when absent, STORAGE_IO when the range runs past
    * the end. `keepOpen` says more ranges of this object will follow (a restore reading a pack): a
    * local repository then keeps its descriptor open, at most a few dozen of them, until close().
-   * `into`, when at least `length` long, may receive the bytes (the result is then a view of it): a
-   * caller that reuses it spares a fresh buffer's page faults on every range.
    */
-  readRange(key: string, offset: number, length: number, options?: { keepOpen?: boolean; into?: Buffer }): Promise<Buffer>;
+  readRange(key: string, offset: number, length: number, options?: { keepOpen?: boolean }): Promise<Buffer>;
   /** Durable once the promise resolves (fsync + rename + directory fsync; S3 PUT with checksum). */
   write(key: string, data: Buffer | Buffer[], options?: WriteOptions): Promise<void>;
   /** Removes the object; absent objects are not an error. */
