@@ -128,12 +128,21 @@ export async function runArchiveDaemon(options: DaemonOptions): Promise<void> {
     }
   };
 
+  // The first message loads pino, tens of milliseconds on a cold start: the client that started
+  // this daemon, and PostgreSQL behind it, get their answer first.
+  let announced = false;
+  const announce = () => {
+    if (announced) return;
+    announced = true;
+    log.info({ spool: spool.root, pid: process.pid }, 'archive daemon started');
+  };
+
   const serve = async (socket: Socket) => {
     socket.on('error', () => undefined);
     const line = await readRequest(socket);
     const reply = line === undefined ? undefined : await answer(line);
-    if (reply === undefined) socket.end();
-    else socket.end(`${reply}\n`);
+    if (reply === undefined) socket.end(announce);
+    else socket.end(`${reply}\n`, announce);
   };
 
   const server = createServer((socket) => {
@@ -151,7 +160,6 @@ export async function runArchiveDaemon(options: DaemonOptions): Promise<void> {
       resolve();
     });
   });
-  log.info({ spool: spool.root, pid: process.pid }, 'archive daemon started');
 
   const why = await new Promise<string>((resolve) => {
     const check = setInterval(() => {
@@ -168,6 +176,7 @@ export async function runArchiveDaemon(options: DaemonOptions): Promise<void> {
       resolve(reason);
     };
   });
+  announce();
   watcher?.close();
   await new Promise<void>((resolve) => server.close(() => resolve()));
   await pusher.settle();

@@ -82,21 +82,20 @@ describe('archiving to an S3 repository (PostgreSQL 15)', () => {
     const first = await cluster.switchWal();
     await cluster.waitForArchived(first, { deadlineMs: 60_000 });
     const spool = defaultSpool('pg_wal', repoUrl);
-    const killed = await daemonPid(join(cluster.pgdata, spool));
-    expect(killed).toBeDefined();
+    // The daemon logs its start line once it has answered its first request.
+    const killed = await waitFor(() => daemonPid(join(cluster.pgdata, spool)), { what: 'the daemon\'s start line' });
 
     await pause();
     const name = await cluster.switchWal();
     // The archiver's client has connected and waits: the daemon is stuck in the upload.
     await waitFor(async () => (await acceptedConnections(join(spool, 'pusher.sock'))) > 0, { what: 'the archiver to ask the daemon' });
-    process.kill(killed!, 'SIGKILL');
+    process.kill(killed, 'SIGKILL');
     resume();
 
     await cluster.waitForArchived(name, { deadlineMs: 60_000 });
     const stored = await loadWalFile(repo, parseWalFileName(name)!);
     expect(stored?.equals(await readFile(join(cluster.pgdata, 'pg_wal', name)))).toBe(true);
-    const replacement = await daemonPid(join(cluster.pgdata, spool));
-    expect(replacement).toBeDefined();
+    const replacement = await waitFor(() => daemonPid(join(cluster.pgdata, spool)), { what: 'the replacement daemon\'s start line' });
     expect(replacement).not.toBe(killed);
   });
 

@@ -31,7 +31,7 @@ pub enum Reply {
 /// A daemon that dies under a request is replaced this many times within one call.
 const MAX_LOST: u32 = 3;
 const FIRST_PAUSE: Duration = Duration::from_millis(2);
-const LONGEST_PAUSE: Duration = Duration::from_millis(50);
+const LONGEST_PAUSE: Duration = Duration::from_millis(10);
 
 /// Sends `line` and waits for the answer until the options' timeout, starting the daemon if needed.
 pub fn request(options: &Options, spool: &Spool, line: &str) -> Result<Reply, String> {
