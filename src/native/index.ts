@@ -248,18 +248,15 @@ export function crc32cConcat(crcs: Uint32Array, lengths: Uint32Array): number {
   return call(() => binding.crc32cConcat(crcs, lengths));
 }
 
-/** Block size direct I/O asks of buffers, offsets and lengths (4096 also covers 512-byte devices). */
-export const DIRECT_IO_ALIGNMENT = 4096;
-
 /** Bytes from the start of `buffer` to the first address that is a multiple of `alignment` (a power of two). */
 export function alignmentOffset(buffer: Uint8Array, alignment: number): number {
   return call(() => binding.alignmentOffset(buffer, alignment));
 }
 
-/** A buffer of `bytes` whose start is aligned for direct I/O (DIRECT_IO_ALIGNMENT). */
-export function alignedBuffer(bytes: number): Buffer {
-  const room = Buffer.allocUnsafeSlow(bytes + DIRECT_IO_ALIGNMENT);
-  const offset = alignmentOffset(room, DIRECT_IO_ALIGNMENT);
+/** A buffer of `bytes` whose start is a multiple of `alignment` (a power of two), for direct I/O. */
+export function alignedBuffer(bytes: number, alignment: number): Buffer {
+  const room = Buffer.allocUnsafeSlow(bytes + alignment);
+  const offset = alignmentOffset(room, alignment);
   return room.subarray(offset, offset + bytes);
 }
 

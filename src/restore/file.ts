@@ -9,11 +9,11 @@
  * to the thread pool that an asynchronous call takes. Creating a file can wait for the disk (ext4
  * reads inode tables to avoid recently freed inodes), so that one stays asynchronous.
  */
-import { closeSync, constants, fchmodSync, fstat, fsync, ftruncateSync, futimesSync, open, read } from 'node:fs';
+import { closeSync, fchmodSync, fstat, fsync, ftruncateSync, futimesSync, open, read } from 'node:fs';
 import { promisify } from 'node:util';
 import { PgfError } from '../errors/index.js';
-import { writeAt } from '../storage/file-writes.js';
-import { DIRECT_IO_ALIGNMENT, EXTENT_BYTES, alignmentOffset, crc32cAppend, crc32cConcat, extentIds } from '../native/index.js';
+import { DIRECT_IO_ALIGNMENT, directCallBytes, openDirect, writeAt } from '../storage/file-writes.js';
+import { EXTENT_BYTES, alignmentOffset, crc32cAppend, crc32cConcat, extentIds } from '../native/index.js';
 import type { FetchedExtents } from '../repo/index.js';
 
 const fstatOf = promisify(fstat);
@@ -91,27 +91,8 @@ async function existingIds(fd: number, size: number, key: Buffer): Promise<(Buff
   return ids;
 }
 
-/** Direct writes skip the page cache, so no call-size cap applies (see file-writes.ts); this bounds one call. */
-const directCallBytes = 8 * 1024 * 1024;
-
 /** Smaller files are written through the page cache: a second descriptor costs more than it saves. */
 const directFileBytes = 1024 * 1024;
-
-/**
- * A second descriptor on the file that writes around the page cache, or undefined where that is
- * refused: the filesystem (tmpfs, some FUSE and network filesystems), or a read-only mode the
- * backup recorded (the file was opened for writing before it had that mode).
- */
-async function openDirect(path: string): Promise<number | undefined> {
-  const direct = (constants as { O_DIRECT?: number }).O_DIRECT;
-  if (direct === undefined) return undefined;
-  try {
-    return await openFile(path, constants.O_WRONLY | direct);
-  } catch (err) {
-    if (['EINVAL', 'EOPNOTSUPP', 'EACCES', 'EPERM'].includes((err as NodeJS.ErrnoException).code ?? '')) return undefined;
-    throw err;
-  }
-}
 
 /** Opens an existing file for in-place rewriting (never O_APPEND: positioned writes must land), or creates it. */
 async function openForDelta(path: string, mode: number): Promise<number> {

@@ -16,6 +16,7 @@ import { formatLsn, parseLsn } from '../pg/lsn.js';
 import { FileRestore, restoreFile, type ExtentSource, type FileRestoreResult } from './file.js';
 import { renderBackupManifest, type ManifestFile as PgManifestFile } from './backup-manifest.js';
 import { EXTENT_BYTES, alignedBuffer, crc32cAppend } from '../native/index.js';
+import { DIRECT_IO_ALIGNMENT } from '../storage/file-writes.js';
 import { withRecoverySettings, type RecoveryOptions, type RecoveryTarget } from './recovery.js';
 import { mapLimit } from '../concurrency/map-limit.js';
 import { readAhead } from '../concurrency/read-ahead.js';
@@ -400,7 +401,7 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
       return false;
     };
     const worker = async () => {
-      const scratch = alignedBuffer(restoreBatchExtents * EXTENT_BYTES);
+      const scratch = alignedBuffer(restoreBatchExtents * EXTENT_BYTES, DIRECT_IO_ALIGNMENT);
       while (!failed) {
         const file = inProgress.find((f) => f.unclaimed);
         const batch = file?.claim();

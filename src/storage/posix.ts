@@ -10,7 +10,7 @@ import { link, mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/pr
 import { dirname, join, relative, sep } from 'node:path';
 import { promisify } from 'node:util';
 import { PgfError } from '../errors/index.js';
-import { writeAt } from './file-writes.js';
+import { DIRECT_IO_ALIGNMENT, openDirect, writeAt, writeThroughStaging } from './file-writes.js';
 import { emptyStats, type ListPage, type ObjectInfo, type Storage, type WriteOptions } from './storage.js';
 
 // Reads use descriptors and the callback API: a restore reads thousands of objects, and a
@@ -24,6 +24,12 @@ const fstatFd = promisify(fstat);
 const firstReadBytes = 64 * 1024;
 
 const temporaryMarker = '.pgf-tmp-';
+
+/** Objects this large are written around the page cache (packs, WAL segments); smaller ones are not worth a second descriptor. */
+const directWriteBytes = 1024 * 1024;
+/** Size of each staging buffer direct writes copy through, and how many are kept for reuse. */
+const stagingBytes = 4 * 1024 * 1024;
+const stagingKept = 4;
 const pageSize = 1000;
 
 function storageError(err: unknown, action: string, where: string, root: string): PgfError {
@@ -81,6 +87,8 @@ export class PosixStorage implements Storage {
   private readonly held = new Map<string, HeldObject>();
   /** After close(), nothing more is held, and what reads in flight still hold is closed as they end. */
   private closed = false;
+  /** Aligned buffers that direct writes copy through, reused: fresh memory costs page faults. */
+  private readonly staging: Buffer[] = [];
 
   constructor(private readonly root: string) {
     this.location = root;
@@ -278,7 +286,20 @@ export class PosixStorage implements Storage {
         return open(temporary, 'wx', 0o640);
       });
       try {
-        await writeAt(handle.fd, parts, 0);
+        const bytes = parts.reduce((sum, part) => sum + part.length, 0);
+        const directFd = bytes >= directWriteBytes ? await openDirect(temporary) : undefined;
+        if (directFd === undefined) {
+          await writeAt(handle.fd, parts, 0);
+        } else {
+          const staging = this.staging.pop() ?? (await import('../native/index.js')).alignedBuffer(stagingBytes, DIRECT_IO_ALIGNMENT);
+          try {
+            await writeThroughStaging(handle.fd, directFd, parts, staging);
+          } finally {
+            if (this.staging.length < stagingKept) this.staging.push(staging);
+            await closeFd(directFd);
+          }
+        }
+        // One fsync covers both descriptors' writes, and flushes the device's cache for the direct ones.
         await handle.sync();
       } finally {
         await handle.close();

@@ -3,8 +3,8 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { PgfError, type ErrorCode } from '../../src/errors/index.js';
+import { DIRECT_IO_ALIGNMENT } from '../../src/storage/file-writes.js';
 import {
-  DIRECT_IO_ALIGNMENT,
   EXTENT_BYTES,
   alignedBuffer,
   alignmentOffset,
@@ -300,11 +300,11 @@ describe('frames', () => {
 
   it('allocate buffers aligned for direct I/O', () => {
     for (const bytes of [1, 4096, 3 * EXTENT_BYTES + 17]) {
-      const buffer = alignedBuffer(bytes);
+      const buffer = alignedBuffer(bytes, DIRECT_IO_ALIGNMENT);
       expect(buffer.length).toBe(bytes);
       expect(alignmentOffset(buffer, DIRECT_IO_ALIGNMENT)).toBe(0);
     }
-    const misaligned = alignedBuffer(8192).subarray(100);
+    const misaligned = alignedBuffer(8192, DIRECT_IO_ALIGNMENT).subarray(100);
     expect(alignmentOffset(misaligned, 4096)).toBe(4096 - 100);
     expect(alignmentOffset(misaligned, 4)).toBe(0);
     expect(() => alignmentOffset(misaligned, 1000)).toThrow(/power of two/);

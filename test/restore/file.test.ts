@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FileRestore, restoreFile, type ExtentSource } from '../../src/restore/file.js';
-import { DIRECT_IO_ALIGNMENT, EXTENT_BYTES, alignedBuffer, crc32cAppend, extentIds } from '../../src/native/index.js';
+import { EXTENT_BYTES, alignedBuffer, crc32cAppend, extentIds } from '../../src/native/index.js';
+import { DIRECT_IO_ALIGNMENT } from '../../src/storage/file-writes.js';
 import type { FetchedExtents } from '../../src/repo/index.js';
 
 const dirs: string[] = [];
@@ -122,7 +123,7 @@ describe('FileRestore of a large read-only file', () => {
     dirs.push(dir);
     const content = randomBytes(10 * EXTENT_BYTES);
     const { extents, byId } = await layout(content, key);
-    const result = await restoreFile(join(dir, 'key'), content.length, extents, { key, source: new CountingSource(byId), delta: false, mode: 0o400, mtimeMs: 1_700_000_000_123.5, batchExtents: 4 }, alignedBuffer(4 * EXTENT_BYTES));
+    const result = await restoreFile(join(dir, 'key'), content.length, extents, { key, source: new CountingSource(byId), delta: false, mode: 0o400, mtimeMs: 1_700_000_000_123.5, batchExtents: 4 }, alignedBuffer(4 * EXTENT_BYTES, DIRECT_IO_ALIGNMENT));
     expect((await readFile(join(dir, 'key'))).equals(content)).toBe(true);
     expect((await stat(join(dir, 'key'))).mode & 0o777).toBe(0o400);
     expect(result.crc32c).toBe(crc32cAppend(0, content));
@@ -155,7 +156,7 @@ describe('FileRestore of a large file', () => {
           return { extents: extentsOut, crc32c: new Uint32Array(out.map((e) => crc32cAppend(0, e))) };
         },
       };
-      const scratch = scratchKind === 'aligned' ? alignedBuffer(8 * EXTENT_BYTES) : alignedBuffer(8 * EXTENT_BYTES + DIRECT_IO_ALIGNMENT).subarray(512, 512 + 8 * EXTENT_BYTES);
+      const scratch = scratchKind === 'aligned' ? alignedBuffer(8 * EXTENT_BYTES, DIRECT_IO_ALIGNMENT) : alignedBuffer(8 * EXTENT_BYTES + DIRECT_IO_ALIGNMENT, DIRECT_IO_ALIGNMENT).subarray(512, 512 + 8 * EXTENT_BYTES);
       const result = await restoreFile(join(dir, 'f'), content.length, extents, { key, source, delta: false, mode: 0o600, mtimeMs: 1_700_000_000_123.5, batchExtents: 8 }, scratch);
       expect((await readFile(join(dir, 'f'))).equals(content)).toBe(true);
       expect(result.crc32c).toBe(crc32cAppend(0, content));
