@@ -276,6 +276,21 @@ export async function compressFrame(raw: Buffer, level: number): Promise<Buffer>
   return callAsync(() => binding.compressFrame(raw, level));
 }
 
+/** The longest frame `rawLength` bytes can make: the room compressFrameInto needs. */
+export function frameBound(rawLength: number): number {
+  return binding.frameBound(rawLength);
+}
+
+/**
+ * One frame holding `raw` compressed at `level`, written at the start of `out` (at least
+ * frameBound(raw.length) long), as a view of `out`: a caller that reuses `out` from one large
+ * input to the next touches no fresh memory.
+ */
+export async function compressFrameInto(raw: Buffer, level: number, out: Buffer): Promise<Buffer> {
+  requireLevel(level);
+  return out.subarray(0, await callAsync(() => binding.compressFrameInto(raw, level, out)));
+}
+
 /** The raw bytes of exactly one frame, checked against its header and CRC-32C. */
 export async function decompressFrame(frame: Buffer): Promise<Buffer> {
   return callAsync(() => binding.decompressFrame(frame));

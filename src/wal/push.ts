@@ -9,6 +9,7 @@ import { open, readdir } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { PgfError, isPgfError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
+import { frameBound } from '../native/index.js';
 import type { Repository } from '../repo/index.js';
 import { parseWalFileName } from './names.js';
 import { storeWalFile, type StoreOutcome } from './repository.js';
@@ -65,9 +66,10 @@ export async function readWalFile(path: string, spare?: Buffer): Promise<{ conte
 
 /**
  * Validates and stores one file, with the summary of a segment's records; resolves once it is
- * durable in the repository. `previous` is the tail of the segment before (summary.ts).
+ * durable in the repository. `previous` is the tail of the segment before (summary.ts); `room`
+ * is where the compressed data may be written (see encodeWalObject).
  */
-export async function archiveWalContent(repo: Repository, name: string, content: Buffer, log: Logger, previous?: Buffer): Promise<StoreOutcome> {
+export async function archiveWalContent(repo: Repository, name: string, content: Buffer, log: Logger, previous?: Buffer, room?: Buffer): Promise<StoreOutcome> {
   const file = parseWalFileName(name);
   if (file === undefined) {
     throw new PgfError('WAL_INVALID', `${name} is not a WAL segment, history or backup history file name: archive_command must pass %p`);
@@ -81,7 +83,7 @@ export async function archiveWalContent(repo: Repository, name: string, content:
           return undefined;
         })
       : undefined;
-  return storeWalFile(repo, file, content, summary);
+  return storeWalFile(repo, file, content, summary, room);
 }
 
 /** History files first (PostgreSQL wants them early), then the oldest. */
@@ -100,6 +102,8 @@ export class WalPusher {
   private readonly archived = new Set<string>();
   /** Segment buffers of finished pushes, for the next reads (at most `parallel`). */
   private readonly spares: Buffer[] = [];
+  /** Buffers the compressed segments were written into, for the next ones (at most `parallel`). */
+  private readonly frameRooms: Buffer[] = [];
   /**
    * Tails of the latest segments pushed: the next segment's first record may start there, and by
    * the time it is pushed a checkpoint may have recycled the file.
@@ -177,19 +181,23 @@ export class WalPusher {
   private async archive(path: string, name: string): Promise<StoreOutcome> {
     const spare = this.spares.pop();
     const { content, identity } = await readWalFile(path, spare);
+    const segmentSize = this.repo.config.walSegmentSize;
+    const fullSegment = content.length === segmentSize;
+    // Fresh memory for every segment's compressed copy costs page faults: rooms are reused.
+    const room = fullSegment ? (this.frameRooms.pop() ?? Buffer.allocUnsafeSlow(frameBound(segmentSize))) : undefined;
     let outcome: StoreOutcome;
     try {
-      const segmentSize = this.repo.config.walSegmentSize;
       let previous: Buffer | undefined;
-      if (content.length === segmentSize) {
+      if (fullSegment) {
         const before = previousSegmentName(name, segmentSize);
         previous = (before !== undefined ? this.tails.get(before) : undefined) ?? (await previousSegmentTail(path, segmentSize));
       }
-      outcome = await archiveWalContent(this.repo, name, content, this.options.log, previous);
-      if (content.length === segmentSize && parseWalFileName(name)?.kind === 'segment') this.keepTail(name, content);
+      outcome = await archiveWalContent(this.repo, name, content, this.options.log, previous, room);
+      if (fullSegment && parseWalFileName(name)?.kind === 'segment') this.keepTail(name, content);
     } finally {
-      // Nothing holds on to the content once it is stored (or refused).
-      if (content.length === this.repo.config.walSegmentSize && this.spares.length < this.options.parallel) this.spares.push(content);
+      // Nothing holds on to the content or its compressed copy once it is stored (or refused).
+      if (fullSegment && this.spares.length < this.options.parallel) this.spares.push(content);
+      if (room !== undefined && this.frameRooms.length < this.options.parallel) this.frameRooms.push(room);
     }
     await this.options.spool?.markPushed(name, identity);
     this.archived.add(name);

@@ -12,7 +12,7 @@
  * different content fails with WAL_CONFLICT and overwrites nothing.
  */
 import { PgfError, isPgfError } from '../errors/index.js';
-import { compressFrame, decompressFrame, readFrameHeader, FRAME_HEADER_BYTES } from '../native/index.js';
+import { compressFrame, compressFrameInto, decompressFrame, frameBound, readFrameHeader, FRAME_HEADER_BYTES } from '../native/index.js';
 import { keys, type Repository } from '../repo/index.js';
 import { padWithZeros, zeroTailStart } from './zero-tail.js';
 import type { WalFileName } from './names.js';
@@ -44,12 +44,18 @@ export function walObjectKey(file: WalFileName): string {
   return file.kind === 'history' ? keys.timelineHistory(file.timeline) : keys.walSegment(file.timeline, file.name);
 }
 
-/** The object for `content` (trimmed, described, compressed) as its two frames. */
-export async function encodeWalObject(file: WalFileName, content: Buffer, summary?: Promise<StoredWalSummary | undefined>): Promise<[Buffer, Buffer]> {
+/**
+ * The object for `content` (trimmed, described, compressed) as its two frames. The data frame is
+ * written into `room` when it is given and large enough (frameBound of the content's length), and
+ * is then a view of it.
+ */
+export async function encodeWalObject(file: WalFileName, content: Buffer, summary?: Promise<StoredWalSummary | undefined>, room?: Buffer): Promise<[Buffer, Buffer]> {
   const segment = file.kind === 'segment' || file.kind === 'partial';
   const zeroFrom = segment ? zeroTailStart(content) : content.length;
+  const stored = content.subarray(0, zeroFrom);
+  const compressed = room !== undefined && room.length >= frameBound(stored.length) ? compressFrameInto(stored, walCompressLevel, room) : compressFrame(stored, walCompressLevel);
   // The summary is read while the data compresses: both run on the native thread pool.
-  const [data, summarized] = await Promise.all([compressFrame(content.subarray(0, zeroFrom), walCompressLevel), summary]);
+  const [data, summarized] = await Promise.all([compressed, summary]);
   const description: WalObjectDescription = {
     format: walObjectFormat,
     name: file.name,
@@ -83,10 +89,10 @@ export async function decodeWalObject(key: string, object: Buffer): Promise<{ de
   return { description, content: stored === description.size ? data : padWithZeros(data, description.size) };
 }
 
-/** Stores `content` under its name, durably, once. */
-export async function storeWalFile(repo: Repository, file: WalFileName, content: Buffer, summary?: Promise<StoredWalSummary | undefined>): Promise<StoreOutcome> {
+/** Stores `content` under its name, durably, once (`room`: see encodeWalObject; free again once this resolves). */
+export async function storeWalFile(repo: Repository, file: WalFileName, content: Buffer, summary?: Promise<StoredWalSummary | undefined>, room?: Buffer): Promise<StoreOutcome> {
   const key = walObjectKey(file);
-  const object = await encodeWalObject(file, content, summary);
+  const object = await encodeWalObject(file, content, summary, room);
   try {
     await repo.storage.write(key, object, { ifAbsent: true });
     return 'stored';

@@ -14,10 +14,12 @@ import {
   PAGE_SIZE,
   compressExtents,
   compressFrame,
+  compressFrameInto,
   compressFrames,
   crc32cAppend,
   crc32cConcat,
   decompressFrame,
+  frameBound,
   decompressIdentifiedExtentsInto,
   decompressFrames,
   extentId,
@@ -230,6 +232,17 @@ describe('frames', () => {
     const frame = await compressFrame(noise, 19);
     expect(readFrameHeader(frame).storedRaw).toBe(true);
     expectSameBytes([await decompressFrame(frame)], [noise]);
+  });
+
+  it('compress into a reused buffer, as the same frame, and refuse one without room for the worst case', async () => {
+    const room = Buffer.alloc(frameBound(raw.length), 0xaa);
+    for (const input of [raw, randomBytes(4096)]) {
+      const frame = await compressFrameInto(input, 1, room);
+      expect(frame.buffer).toBe(room.buffer);
+      expectSameBytes([frame], [await compressFrame(input, 1)]);
+      expectSameBytes([await decompressFrame(frame)], [input]);
+    }
+    expect(await codeOf(compressFrameInto(raw, 1, room.subarray(1)))).toBe('BUFFER_LENGTH');
   });
 
   it('accept zstd levels 1..19 only', async () => {

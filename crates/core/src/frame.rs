@@ -153,10 +153,13 @@ thread_local! {
         const { RefCell::new(None) };
 }
 
-/// Inputs up to this size (extents) reuse the worker thread's zstd context. Larger ones (WAL
-/// segments) get a fresh context: creating one is cheap next to compressing megabytes, and an idle
-/// worker then does not keep the large tables a high level allocates for a big input.
+/// Inputs up to this size (extents), and inputs of any size at levels up to
+/// [`REUSED_CONTEXT_MAX_LEVEL`] (WAL segments), reuse the worker thread's zstd context: a fresh
+/// one is fresh memory, which a VM whose host reclaims free pages pays for in page faults. Larger
+/// inputs at higher levels get a fresh context, so that an idle worker does not keep the large
+/// tables a high level allocates for a big input.
 const REUSED_CONTEXT_MAX_INPUT: usize = 1 << 20;
+const REUSED_CONTEXT_MAX_LEVEL: i32 = 3;
 
 fn new_compressor(level: i32) -> Result<zstd::bulk::Compressor<'static>> {
     zstd::bulk::Compressor::new(level).map_err(|e| zstd_error("context", e))
@@ -174,8 +177,41 @@ pub fn compress(raw: &[u8], level: i32) -> Result<Vec<u8>> {
     Ok(frame)
 }
 
-/// Appends the frame for `raw` to `out` (the level is already checked).
-fn compress_append(raw: &[u8], level: i32, out: &mut Vec<u8>) -> Result<()> {
+/// The longest frame `raw_length` bytes can make: the room [`compress_into`] needs.
+pub fn frame_bound(raw_length: usize) -> usize {
+    HEADER_BYTES + zstd::zstd_safe::compress_bound(raw_length)
+}
+
+/// Compresses `raw` into one frame at the start of `out`, which must hold [`frame_bound`] bytes,
+/// and returns the frame's length. For callers that reuse one output buffer from call to call.
+pub fn compress_into(raw: &[u8], level: i32, out: &mut [u8]) -> Result<usize> {
+    check_level(level)?;
+    check_raw_length(raw)?;
+    let bound = frame_bound(raw.len());
+    if out.len() < bound {
+        return Err(CoreError::new(
+            ErrorCode::BufferLength,
+            format!(
+                "a frame of {} raw bytes needs {bound} bytes of room, {} given",
+                raw.len(),
+                out.len()
+            ),
+        ));
+    }
+    let (head, body) = out.split_at_mut(HEADER_BYTES);
+    let compressed = zstd_compress(raw, level, body)?;
+    let stored_raw = compressed >= raw.len();
+    let payload_length = if stored_raw {
+        body[..raw.len()].copy_from_slice(raw);
+        raw.len()
+    } else {
+        compressed
+    };
+    write_header(head, raw, level, stored_raw, payload_length);
+    Ok(HEADER_BYTES + payload_length)
+}
+
+fn check_raw_length(raw: &[u8]) -> Result<()> {
     if raw.len() > MAX_RAW_BYTES {
         return Err(CoreError::new(
             ErrorCode::BufferLength,
@@ -185,39 +221,49 @@ fn compress_append(raw: &[u8], level: i32, out: &mut Vec<u8>) -> Result<()> {
             ),
         ));
     }
-    let start = out.len();
-    reserve(
-        out,
-        HEADER_BYTES + zstd::zstd_safe::compress_bound(raw.len()),
-    )?;
-    out.resize(start + HEADER_BYTES, 0);
-    // Writes into the reserved room after the header, without zero-filling it first.
-    let compress = |compressor: &mut zstd::bulk::Compressor<'static>, out: &mut Vec<u8>| {
+    Ok(())
+}
+
+/// zstd's compression of `raw` into `out`, with the thread's context when it may be reused.
+fn zstd_compress<C: zstd::zstd_safe::WriteBuf + ?Sized>(
+    raw: &[u8],
+    level: i32,
+    out: &mut C,
+) -> Result<usize> {
+    let compress = |compressor: &mut zstd::bulk::Compressor<'static>, out: &mut C| {
         compressor
-            .compress_to_buffer(raw, &mut after(out, start + HEADER_BYTES))
+            .compress_to_buffer(raw, out)
             .map_err(|e| zstd_error("compression", e))
     };
-    let compressed = if raw.len() <= REUSED_CONTEXT_MAX_INPUT {
-        COMPRESSOR.with(|cell| -> Result<usize> {
-            let mut slot = cell.borrow_mut();
-            let compressor = match &mut *slot {
-                Some((current, compressor)) => {
-                    if *current != level {
-                        compressor
-                            .set_compression_level(level)
-                            .map_err(|e| zstd_error("level", e))?;
-                        *current = level;
-                    }
+    if raw.len() > REUSED_CONTEXT_MAX_INPUT && level > REUSED_CONTEXT_MAX_LEVEL {
+        return new_compressor(level).and_then(|mut compressor| compress(&mut compressor, out));
+    }
+    COMPRESSOR.with(|cell| -> Result<usize> {
+        let mut slot = cell.borrow_mut();
+        let compressor = match &mut *slot {
+            Some((current, compressor)) => {
+                if *current != level {
                     compressor
+                        .set_compression_level(level)
+                        .map_err(|e| zstd_error("level", e))?;
+                    *current = level;
                 }
-                empty => &mut empty.insert((level, new_compressor(level)?)).1,
-            };
-            compress(compressor, out)
-        })
-    } else {
-        new_compressor(level).and_then(|mut compressor| compress(&mut compressor, out))
-    };
-    let compressed = match compressed {
+                compressor
+            }
+            empty => &mut empty.insert((level, new_compressor(level)?)).1,
+        };
+        compress(compressor, out)
+    })
+}
+
+/// Appends the frame for `raw` to `out` (the level is already checked).
+fn compress_append(raw: &[u8], level: i32, out: &mut Vec<u8>) -> Result<()> {
+    check_raw_length(raw)?;
+    let start = out.len();
+    reserve(out, frame_bound(raw.len()))?;
+    out.resize(start + HEADER_BYTES, 0);
+    // Writes into the reserved room after the header, without zero-filling it first.
+    let compressed = match zstd_compress(raw, level, &mut after(out, start + HEADER_BYTES)) {
         Ok(compressed) => compressed,
         Err(err) => {
             out.truncate(start);
@@ -230,7 +276,18 @@ fn compress_append(raw: &[u8], level: i32, out: &mut Vec<u8>) -> Result<()> {
         out.extend_from_slice(raw);
     }
     let payload_length = out.len() - start - HEADER_BYTES;
-    let head = &mut out[start..start + HEADER_BYTES];
+    write_header(
+        &mut out[start..start + HEADER_BYTES],
+        raw,
+        level,
+        stored_raw,
+        payload_length,
+    );
+    Ok(())
+}
+
+/// The header of a frame of `raw` (`head` is HEADER_BYTES long; the level is already checked).
+fn write_header(head: &mut [u8], raw: &[u8], level: i32, stored_raw: bool, payload_length: usize) {
     head[..4].copy_from_slice(&MAGIC);
     head[4] = FORMAT_VERSION;
     head[5] = if stored_raw { FLAG_RAW } else { 0 };
@@ -242,7 +299,6 @@ fn compress_append(raw: &[u8], level: i32, out: &mut Vec<u8>) -> Result<()> {
     head[16..20].copy_from_slice(&crc32c::crc32c(raw).to_le_bytes());
     let header_crc = crc32c::crc32c(&head[..20]);
     head[20..24].copy_from_slice(&header_crc.to_le_bytes());
-    Ok(())
 }
 
 /// Decodes exactly one frame (`frame` holds it and nothing else) and returns the raw bytes,

@@ -52,6 +52,38 @@ fn incompressible_and_tiny_inputs_are_stored_raw() {
 }
 
 #[test]
+fn compress_into_writes_the_same_frame_into_a_reused_buffer() {
+    // Larger than REUSED_CONTEXT_MAX_INPUT, as a WAL segment is, then smaller, then incompressible.
+    let inputs = [
+        compressible(3 << 20),
+        compressible(EXTENT_BYTES),
+        random(EXTENT_BYTES, 7),
+    ];
+    let mut out = vec![0xAAu8; frame_bound(3 << 20)];
+    for raw in &inputs {
+        for level in [1, 3, 9] {
+            let length = compress_into(raw, level, &mut out).unwrap();
+            assert_eq!(&out[..length], &compress(raw, level).unwrap()[..]);
+            assert_eq!(decompress(&out[..length]).unwrap(), *raw);
+        }
+    }
+}
+
+#[test]
+fn compress_into_refuses_a_buffer_without_room_for_the_worst_case() {
+    let raw = compressible(EXTENT_BYTES);
+    let mut out = vec![0u8; frame_bound(raw.len()) - 1];
+    let err = compress_into(&raw, 1, &mut out).expect_err("expected an error");
+    assert_eq!(err.code, ErrorCode::BufferLength);
+    assert_eq!(
+        compress_into(&raw, 0, &mut out)
+            .expect_err("expected an error")
+            .code,
+        ErrorCode::InvalidArgument
+    );
+}
+
+#[test]
 fn header_layout_is_as_documented() {
     let raw = compressible(10_000);
     let frame = compress(&raw, 6).unwrap();
