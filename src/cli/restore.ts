@@ -3,6 +3,7 @@ import { PgfError } from '../errors/index.js';
 import type { RecoveryTarget } from '../restore/recovery.js';
 import { commandContext, printJson, withCommonOptions } from './common.js';
 import { archiveCommands } from './archive.js';
+import { prefetchForRecovery } from '../wal/archive-command.js';
 
 type Flags = Record<string, unknown> & { config?: string; json?: boolean };
 
@@ -72,6 +73,7 @@ export function registerRestoreCommands(program: Command): void {
       tablespaceMap: tablespaceMap(flags.tablespaceMap as string[]),
       dbInclude: flags.dbInclude as string[],
       restoreCommand: archiveCommands(settings, flags.config).restore_command,
+      prefetchWal: (pgdata, segment) => void prefetchForRecovery(settings.repo, pgdata, segment, { config: flags.config }).catch(() => undefined),
     });
     if (json) printJson(summary);
     else

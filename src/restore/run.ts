@@ -12,7 +12,7 @@ import type { Logger } from '../log/index.js';
 import type { Settings } from '../config/index.js';
 import { openStorage } from '../storage/index.js';
 import { Repository, type BackupManifest, type ExtentReader, type ManifestFile } from '../repo/index.js';
-import { formatLsn, parseLsn } from '../pg/lsn.js';
+import { formatLsn, parseLsn, walSegmentName } from '../pg/lsn.js';
 import { FileRestore, restoreFile, type ExtentSource, type FileRestoreResult } from './file.js';
 import { renderBackupManifest, type ManifestFile as PgManifestFile } from './backup-manifest.js';
 import { EXTENT_BYTES, alignedBuffer, crc32cAppend } from '../native/index.js';
@@ -35,6 +35,11 @@ export interface RestoreRequest {
   /** Restore only these databases (by name); the others' files become empty sparse files. */
   dbInclude: string[];
   restoreCommand: string;
+  /**
+   * Called once the data directory's pg_wal exists, with the first WAL segment recovery will ask
+   * for, so that what restore_command uses can be made ready while the files are written.
+   */
+  prefetchWal?: (pgdata: string, segment: string) => void;
 }
 
 export interface RestoreSummary {
@@ -296,6 +301,8 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
         await symlink(target, path);
       }
     }
+
+    request.prefetchWal?.(pgdata, walSegmentName(manifest.timeline, parseLsn(manifest.startLsn), repo.config.walSegmentSize));
 
     const files = manifest.files.filter((f): f is ManifestFile & { extents: string } => f.kind === 'file' && f.extents !== undefined);
     const skipped = databaseFilter(manifest, request.dbInclude);

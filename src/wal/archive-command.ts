@@ -58,14 +58,26 @@ export function shellQuote(value: string): string {
   return /^[A-Za-z0-9_./:=@%+-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
 }
 
-export function archiveCommands(repo: string, options: ArchiveCommandOptions = {}): ArchiveCommands {
-  const cli = join(packageRoot, 'bin', 'pgforever.js');
-  const common = ['--repo', repositoryLocation(repo), ...(options.config ? ['--config', resolve(options.config)] : [])];
-  const line = (words: string[], args: string) => `${words.map(shellQuote).join(' ')} ${args}`;
+const cli = join(packageRoot, 'bin', 'pgforever.js');
+
+function commonOptions(repo: string, options: ArchiveCommandOptions): string[] {
+  return ['--repo', repositoryLocation(repo), ...(options.config ? ['--config', resolve(options.config)] : [])];
+}
+
+/** The client and the options every one of its commands takes, or undefined without the client. */
+function clientInvocation(repo: string, options: ArchiveCommandOptions): { client: string; shared: string[] } | undefined {
   const client = options.client === undefined ? archiveClientPath() : (options.client ?? undefined);
-  if (client !== undefined) {
-    const spool = options.spool ?? defaultSpool('pg_wal', repo);
-    const shared = ['--spool', spool, '--node', process.execPath, '--cli', cli, ...common];
+  if (client === undefined) return undefined;
+  const spool = options.spool ?? defaultSpool('pg_wal', repo);
+  return { client, shared: ['--spool', spool, '--node', process.execPath, '--cli', cli, ...commonOptions(repo, options)] };
+}
+
+export function archiveCommands(repo: string, options: ArchiveCommandOptions = {}): ArchiveCommands {
+  const common = commonOptions(repo, options);
+  const line = (words: string[], args: string) => `${words.map(shellQuote).join(' ')} ${args}`;
+  const invocation = clientInvocation(repo, options);
+  if (invocation !== undefined) {
+    const { client, shared } = invocation;
     return { archive_command: line([client, 'push', ...shared], '"%p"'), restore_command: line([client, 'get', ...shared], '%f "%p"') };
   }
   const spool = options.spool ? ['--spool', options.spool] : [];
@@ -79,4 +91,21 @@ export function archiveCommands(repo: string, options: ArchiveCommandOptions = {
 export function postgresqlConfLines(commands: ArchiveCommands): string {
   const quote = (value: string) => `'${value.replace(/'/g, "''")}'`;
   return `archive_command = ${quote(commands.archive_command)}\nrestore_command = ${quote(commands.restore_command)}\n`;
+}
+
+/**
+ * Starts, in the background, what recovery in `pgdata` will use: `pgforever-archive prefetch`
+ * starts the archive daemon there and has it fetch `name` (the first segment recovery asks for),
+ * so that the server's first restore_command calls find a warm daemon (its cold start is a few
+ * hundred milliseconds) and the segment fetched. Nothing waits for it and nothing depends on it:
+ * without the client, or if it fails, restore_command starts the daemon itself.
+ */
+export async function prefetchForRecovery(repo: string, pgdata: string, name: string, options: ArchiveCommandOptions = {}): Promise<void> {
+  const invocation = clientInvocation(repo, options);
+  if (invocation === undefined) return;
+  // Imported here: every command loads this module, only restore spawns.
+  const { spawn } = await import('node:child_process');
+  const child = spawn(invocation.client, ['prefetch', ...invocation.shared, name], { cwd: pgdata, detached: true, stdio: 'ignore' });
+  child.on('error', () => undefined);
+  child.unref();
 }

@@ -119,6 +119,12 @@ export async function runArchiveDaemon(options: DaemonOptions): Promise<void> {
           if (name !== undefined) fetcher.consumed(name);
           return undefined;
         }
+        case 'prefetch': {
+          const name = fileName(arg);
+          if (name === undefined) return `error USAGE: not a WAL file name: ${arg}`;
+          fetcher.prefetch(name);
+          return 'ok';
+        }
         default:
           return `error USAGE: unknown request ${verb}`;
       }

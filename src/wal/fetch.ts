@@ -67,6 +67,18 @@ export class WalFetcher {
     this.advance(name);
   }
 
+  /**
+   * Fetches `name` alone into the spool, in the background, before anyone asks for it: a restore
+   * names the first segment its recovery will want. Its failure is logged, and a request for it
+   * later fetches it again.
+   */
+  prefetch(name: string): void {
+    if (this.inFlight.has(name)) return;
+    void this.options.spool.hasPrefetched(name).then((present) => {
+      if (!present && !this.inFlight.has(name)) this.start(name).catch(() => undefined);
+    });
+  }
+
   /** Starts prefetching the segments after `name` (for a caller that fetched `name` itself). */
   prefetchAfter(name: string): void {
     this.advance(name);

@@ -205,6 +205,24 @@ describe('archiving through what archive-command prints (PostgreSQL 15)', () => 
     expect((await readdir(restoreDir)).sort()).toEqual(['node-copy']);
   });
 
+  it('prefetch has the daemon fetch one file ahead (as restore does), which archive-get then takes from the spool', async () => {
+    const name = archived[8]!;
+    const prefetchCommand = commands.restore_command.replace(' get ', ' prefetch ').replace(' %f "%p"', ' %f');
+    expect(prefetchCommand).toMatch(/pgforever-archive prefetch .* %f$/);
+    expect(await runConfigured(prefetchCommand, { f: name, p: '' }, cluster.pgdata)).toMatchObject({ code: 0, stderr: '' });
+    const spooled = join(cluster.pgdata, defaultSpool('pg_wal', repoDir), 'prefetch', name);
+    await waitFor(() => existsSync(spooled), { what: `${name} prefetched into the spool` });
+
+    const restoreDir = join(scratch, 'prefetched');
+    await mkdir(restoreDir, { recursive: true });
+    await grantToServerUser(restoreDir);
+    const dest = join(restoreDir, 'RECOVERYXLOG');
+    expect(await runConfigured(commands.restore_command, { f: name, p: dest }, cluster.pgdata)).toMatchObject({ code: 0, stderr: '' });
+    expect((await readFile(dest)).equals(await readFile(join(cluster.pgdata, 'pg_wal', name)))).toBe(true);
+    expect(existsSync(spooled)).toBe(false);
+    expect((await runConfigured(prefetchCommand, { f: 'RECOVERYXLOG', p: '' }, cluster.pgdata)).code).toBe(2);
+  });
+
   it('archives backup history, timeline history and .partial files; a standby replays through restore_command', async () => {
     const session = await cluster.connect();
     try {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 pub const USAGE: &str = "usage: pgforever-archive push [options] <wal-path>
        pgforever-archive get [options] <wal-name> <destination>
+       pgforever-archive prefetch [options] <wal-name>   (in the data directory)
 options: --spool DIR --node NODE --cli PGFOREVER_JS (required)
          --repo LOCATION --config FILE --log-level LEVEL (passed on to pgforever)
          --timeout SECONDS (default 60)";
@@ -32,6 +33,11 @@ pub enum Command {
         options: Options,
         name: String,
         destination: PathBuf,
+    },
+    /// Starts the daemon (if none runs) and has it fetch `name` into the spool ahead of recovery.
+    Prefetch {
+        options: Options,
+        name: String,
     },
 }
 
@@ -76,20 +82,25 @@ pub fn parse(argv: &[OsString]) -> Result<Command, String> {
             options,
             path: PathBuf::from(path),
         }),
-        (Some("get"), [name, destination]) => {
-            let name = name
-                .to_str()
-                .filter(|n| is_wal_file_name(n))
-                .ok_or_else(|| format!("{} is not a WAL file name", name.to_string_lossy()))?;
-            Ok(Command::Get {
-                options,
-                name: name.to_owned(),
-                destination: PathBuf::from(destination),
-            })
-        }
-        (Some("push" | "get"), _) => Err("wrong number of arguments".into()),
+        (Some("get"), [name, destination]) => Ok(Command::Get {
+            options,
+            name: wal_name(name)?,
+            destination: PathBuf::from(destination),
+        }),
+        (Some("prefetch"), [name]) => Ok(Command::Prefetch {
+            options,
+            name: wal_name(name)?,
+        }),
+        (Some("push" | "get" | "prefetch"), _) => Err("wrong number of arguments".into()),
         _ => Err(format!("unknown command {}", verb.to_string_lossy())),
     }
+}
+
+fn wal_name(word: &OsStr) -> Result<String, String> {
+    word.to_str()
+        .filter(|n| is_wal_file_name(n))
+        .map(str::to_owned)
+        .ok_or_else(|| format!("{} is not a WAL file name", word.to_string_lossy()))
 }
 
 fn parse_timeout(value: &OsStr) -> Result<Duration, String> {
@@ -180,6 +191,16 @@ mod tests {
         assert!(with(&["000000010000000000000003", "pg_wal/RECOVERYXLOG"]).is_ok());
         assert!(with(&["../../etc/passwd", "pg_wal/RECOVERYXLOG"]).is_err());
         assert!(with(&["000000010000000000000003"]).is_err());
+        let prefetch = |name: &str| {
+            let mut words = vec!["prefetch"];
+            words.extend_from_slice(&base);
+            words.push(name);
+            parse(&argv(&words))
+        };
+        assert!(
+            matches!(prefetch("000000010000000000000003"), Ok(Command::Prefetch { name, .. }) if name == "000000010000000000000003")
+        );
+        assert!(prefetch("RECOVERYXLOG").is_err());
         assert!(parse(&argv(&["push", "--spool"])).is_err());
         assert!(parse(&argv(&["push", "--bogus", "x", "p"])).is_err());
         assert!(parse(&argv(&["push", "--spool", "s", "p"])).is_err());

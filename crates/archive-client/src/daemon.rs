@@ -4,7 +4,9 @@
 //! - `push <absolute path>` -> `ok` once the file is durable in the repository and `done/<name>`
 //!   is written, or `error <CODE: message>`;
 //! - `get <name>` -> `ok` once `prefetch/<name>` is in place, `missing`, or `error <...>`;
-//! - `consumed <name>` (no answer): a prefetched file was taken, so prefetching moves on.
+//! - `consumed <name>` (no answer): a prefetched file was taken, so prefetching moves on;
+//! - `prefetch <name>` -> `ok` at once: the daemon fetches `<name>` into `prefetch/` in the
+//!   background, ahead of recovery asking for it.
 //!
 //! The daemon is exclusive through an flock on `pusher.lock`: whoever takes it starts the daemon
 //! with the locked file as its stdin, so the lock lives exactly as long as the daemon. An answer is

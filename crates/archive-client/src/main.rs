@@ -7,6 +7,9 @@
 //!   daemon (starting it if none runs) and wait for its answer, up to a deadline.
 //! - `get <name> <dest>`: rename a prefetched `prefetch/<name>` onto `<dest>` when there is one,
 //!   otherwise ask the daemon to fetch it; exit 1 without output when the repository lacks it.
+//! - `prefetch <name>`, run in the data directory: start the daemon and have it fetch `<name>`
+//!   ahead (restore runs it, so that recovery's first requests find the daemon warm and the
+//!   first segment there); exit once the daemon has the request, not when the file is fetched.
 //!
 //! Exit status: 0 done, 1 failed or not found (PostgreSQL retries or ends recovery), 2 usage.
 
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
             name,
             destination,
         } => get(options, name, destination),
+        Command::Prefetch { options, name } => prefetch(options, name),
     };
     match outcome {
         Outcome::Done => ExitCode::SUCCESS,
@@ -138,6 +142,26 @@ fn get(options: &Options, name: &str, destination: &Path) -> Outcome {
             )),
             Err(message) => Outcome::Failed(message),
         },
+        Ok(Reply::Missing) => Outcome::Missing,
+        Ok(Reply::Error(message)) | Err(message) => Outcome::Failed(message),
+    }
+}
+
+fn prefetch(options: &Options, name: &str) -> Outcome {
+    let owner = match fs::metadata(".") {
+        Ok(meta) => meta.uid(),
+        Err(err) => {
+            return Outcome::Failed(format!(
+                "cannot reach the current directory: {err} (run prefetch in the data directory)"
+            ))
+        }
+    };
+    let spool = match Spool::open(&options.spool, owner) {
+        Ok(spool) => spool,
+        Err(message) => return Outcome::Failed(message),
+    };
+    match daemon::request(options, &spool, &format!("prefetch {name}\n")) {
+        Ok(Reply::Done) => Outcome::Done,
         Ok(Reply::Missing) => Outcome::Missing,
         Ok(Reply::Error(message)) | Err(message) => Outcome::Failed(message),
     }
