@@ -36,8 +36,9 @@ export interface RestoreRequest {
   dbInclude: string[];
   restoreCommand: string;
   /**
-   * Called once the data directory's pg_wal exists, with the first WAL segment recovery will ask
-   * for, so that what restore_command uses can be made ready while the files are written.
+   * Called once every file has been opened (pg_wal exists by then), with the first WAL segment
+   * recovery will ask for, so that what restore_command uses can be made ready while the last
+   * files are written.
    */
   prefetchWal?: (pgdata: string, segment: string) => void;
 }
@@ -302,8 +303,6 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
       }
     }
 
-    request.prefetchWal?.(pgdata, walSegmentName(manifest.timeline, parseLsn(manifest.startLsn), repo.config.walSegmentSize));
-
     const files = manifest.files.filter((f): f is ManifestFile & { extents: string } => f.kind === 'file' && f.extents !== undefined);
     const skipped = databaseFilter(manifest, request.dbInclude);
     const totals = { bytesWritten: 0, extentsWritten: 0, extentsKept: 0, filesKept: 0 };
@@ -366,6 +365,7 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
       );
       if (finishing.size >= finishingAtMost) await Promise.race(finishing);
     };
+    let prefetchStarted = false;
     const openNext = async (): Promise<boolean> => {
       while (next < order.length) {
         const at = next++;
@@ -404,6 +404,12 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
         }
         inProgress.push(restore);
         return true;
+      }
+      // Every file is open: what is left is their last batches and flushes, mostly waiting on the
+      // disk, so recovery's WAL fetching can start up now without slowing the restore.
+      if (!prefetchStarted) {
+        prefetchStarted = true;
+        request.prefetchWal?.(pgdata, walSegmentName(manifest.timeline, parseLsn(manifest.startLsn), repo.config.walSegmentSize));
       }
       return false;
     };
