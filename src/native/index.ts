@@ -23,6 +23,8 @@ export const EXTENT_ID_BYTES = 32;
 export const EXTENT_KEY_BYTES = 32;
 /** Length of a frame header; `readFrameHeader` needs this many bytes. */
 export const FRAME_HEADER_BYTES = 24;
+/** The most raw bytes one frame holds: the largest WAL segment PostgreSQL allows. */
+export const MAX_FRAME_RAW_BYTES = 1 << 30;
 export const MIN_ZSTD_LEVEL = 1;
 export const MAX_ZSTD_LEVEL = 19;
 
@@ -278,16 +280,21 @@ export async function compressFrame(raw: Buffer, level: number): Promise<Buffer>
 
 /** The longest frame `rawLength` bytes can make: the room compressFrameInto needs. */
 export function frameBound(rawLength: number): number {
+  requireInteger('raw length', rawLength, 0, MAX_FRAME_RAW_BYTES);
   return binding.frameBound(rawLength);
 }
 
 /**
  * One frame holding `raw` compressed at `level`, written at the start of `out` (at least
  * frameBound(raw.length) long), as a view of `out`: a caller that reuses `out` from one large
- * input to the next touches no fresh memory.
+ * input to the next touches no fresh memory. Neither buffer may change until this resolves.
  */
 export async function compressFrameInto(raw: Buffer, level: number, out: Buffer): Promise<Buffer> {
   requireLevel(level);
+  // The worker thread writes `out` while it reads `raw`: they must not share memory.
+  if (raw.buffer === out.buffer && raw.byteOffset < out.byteOffset + out.length && out.byteOffset < raw.byteOffset + raw.length) {
+    throw new PgfError('INVALID_ARGUMENT', 'compressFrameInto needs an output buffer apart from its input');
+  }
   return out.subarray(0, await callAsync(() => binding.compressFrameInto(raw, level, out)));
 }
 

@@ -36,9 +36,9 @@ export interface RestoreRequest {
   dbInclude: string[];
   restoreCommand: string;
   /**
-   * Called once every file has been opened (pg_wal exists by then), with the first WAL segment
-   * recovery will ask for, so that what restore_command uses can be made ready while the last
-   * files are written.
+   * Called once every file has been opened (pg_wal exists by then), with the segment of the
+   * backup's redo point, which recovery replays first, so that what restore_command uses can be
+   * made ready while the last files are written.
    */
   prefetchWal?: (pgdata: string, segment: string) => void;
 }

@@ -296,7 +296,8 @@ export class PosixStorage implements Storage {
             await writeThroughStaging(handle.fd, directFd, parts, staging);
           } finally {
             if (this.staging.length < stagingKept) this.staging.push(staging);
-            await closeFd(directFd);
+            // The fsync below, on the other descriptor, reports what matters of these writes.
+            await closeFd(directFd).catch(() => undefined);
           }
         }
         // One fsync covers both descriptors' writes, and flushes the device's cache for the direct ones.

@@ -54,16 +54,19 @@ export async function encodeWalObject(file: WalFileName, content: Buffer, summar
   const zeroFrom = segment ? zeroTailStart(content) : content.length;
   const stored = content.subarray(0, zeroFrom);
   const compressed = room !== undefined && room.length >= frameBound(stored.length) ? compressFrameInto(stored, walCompressLevel, room) : compressFrame(stored, walCompressLevel);
-  // The summary is read while the data compresses: both run on the native thread pool.
-  const [data, summarized] = await Promise.all([compressed, summary]);
+  // The summary is read while the data compresses: both run on the native thread pool. Both are
+  // waited for even when one fails: the caller reuses `content` (and `room`) once this returns.
+  const [data, summarized] = await Promise.allSettled([compressed, summary]);
+  if (data.status === 'rejected') throw data.reason;
+  if (summarized.status === 'rejected') throw summarized.reason;
   const description: WalObjectDescription = {
     format: walObjectFormat,
     name: file.name,
     size: content.length,
     ...(zeroFrom < content.length ? { zeroFrom } : {}),
-    ...(summarized !== undefined ? { summary: summarized } : {}),
+    ...(summarized.value !== undefined ? { summary: summarized.value } : {}),
   };
-  return [await compressFrame(Buffer.from(JSON.stringify(description)), walCompressLevel), data];
+  return [await compressFrame(Buffer.from(JSON.stringify(description)), walCompressLevel), data.value];
 }
 
 function damaged(key: string, what: string, cause?: unknown): PgfError {

@@ -234,7 +234,7 @@ describe('frames', () => {
     expectSameBytes([await decompressFrame(frame)], [noise]);
   });
 
-  it('compress into a reused buffer, as the same frame, and refuse one without room for the worst case', async () => {
+  it('compress into a reused buffer, as the same frame, and refuse one without room for the worst case or sharing the input', async () => {
     const room = Buffer.alloc(frameBound(raw.length), 0xaa);
     for (const input of [raw, randomBytes(4096)]) {
       const frame = await compressFrameInto(input, 1, room);
@@ -243,6 +243,8 @@ describe('frames', () => {
       expectSameBytes([await decompressFrame(frame)], [input]);
     }
     expect(await codeOf(compressFrameInto(raw, 1, room.subarray(1)))).toBe('BUFFER_LENGTH');
+    expect(await codeOf(compressFrameInto(room.subarray(0, 4096), 1, room))).toBe('INVALID_ARGUMENT');
+    expect(await codeOf(Promise.resolve().then(() => frameBound(2 ** 31)))).toBe('INVALID_ARGUMENT');
   });
 
   it('accept zstd levels 1..19 only', async () => {

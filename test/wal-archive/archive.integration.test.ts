@@ -221,6 +221,11 @@ describe('archiving through what archive-command prints (PostgreSQL 15)', () => 
     expect((await readFile(dest)).equals(await readFile(join(cluster.pgdata, 'pg_wal', name)))).toBe(true);
     expect(existsSync(spooled)).toBe(false);
     expect((await runConfigured(prefetchCommand, { f: 'RECOVERYXLOG', p: '' }, cluster.pgdata)).code).toBe(2);
+    // Run by anyone but the data directory's owner (the tests run as root), it starts nothing.
+    const foreign = await runConfigured(prefetchCommand, { f: archived[0]!, p: '' }, cluster.pgdata, {}, false);
+    expect(foreign).toMatchObject({ code: 1 });
+    expect(foreign.stderr).toContain("runs as the data directory's owner");
+    expect(existsSync(join(cluster.pgdata, defaultSpool('pg_wal', repoDir), 'prefetch', archived[0]!))).toBe(false);
   });
 
   it('archives backup history, timeline history and .partial files; a standby replays through restore_command', async () => {

@@ -29,9 +29,9 @@ export function pgforever(args: string[], env: Record<string, string> = {}, cwd?
 }
 
 /** A printed archive_command / restore_command with %p and %f filled in, run as PostgreSQL runs it. */
-export function runConfigured(command: string, files: { p: string; f?: string }, pgdata: string, env: Record<string, string> = {}): Promise<Finished> {
+export function runConfigured(command: string, files: { p: string; f?: string }, pgdata: string, env: Record<string, string> = {}, asServerUser = true): Promise<Finished> {
   const line = command.replaceAll('%p', files.p).replaceAll('%f', files.f ?? '');
-  return finished(run('/bin/sh', ['-c', line], { asServerUser: true, cwd: pgdata, env: { ...process.env, ...env } }));
+  return finished(run('/bin/sh', ['-c', line], { asServerUser, cwd: pgdata, env: { ...process.env, ...env } }));
 }
 
 export async function archiveCommandsFor(repo: string, extra: string[] = []): Promise<{ archive_command: string; restore_command: string }> {

@@ -156,6 +156,15 @@ fn prefetch(options: &Options, name: &str) -> Outcome {
             ))
         }
     };
+    // The daemon started here serves the server's restore_command later: it must run as the
+    // server's user, and nothing may be created in the spool under another one.
+    let caller = fs::metadata("/proc/self").map(|meta| meta.uid()).ok();
+    if caller != Some(owner) || owner == 0 {
+        return Outcome::Failed(
+            "prefetch runs as the data directory's owner (the user PostgreSQL runs as), never as root"
+                .into(),
+        );
+    }
     let spool = match Spool::open(&options.spool, owner) {
         Ok(spool) => spool,
         Err(message) => return Outcome::Failed(message),
