@@ -95,11 +95,11 @@ export function postgresqlConfLines(commands: ArchiveCommands): string {
 
 /**
  * Starts, in the background, what recovery in `pgdata` will use: `pgforever-archive prefetch`
- * starts the archive daemon there and has it fetch `name` (the segment of the backup's redo
- * point, recovery's first unless its checkpoint record lies in a later one),
- * so that the server's first restore_command calls find a warm daemon (its cold start is a few
- * hundred milliseconds) and the segment fetched. Nothing waits for it and nothing depends on it:
- * without the client, or if it fails, restore_command starts the daemon itself.
+ * starts the archive daemon there and has it fetch `name` (the segment of the backup's redo point,
+ * recovery's first unless its checkpoint record lies in a later one), so that the server's first
+ * restore_command calls find a warm daemon (its cold start is a few hundred milliseconds) and the
+ * segment fetched. Nothing waits for it and nothing depends on it: without the client, or if it
+ * fails, restore_command starts the daemon itself.
  */
 export async function prefetchForRecovery(repo: string, pgdata: string, name: string, options: ArchiveCommandOptions = {}): Promise<void> {
   const invocation = clientInvocation(repo, options);
