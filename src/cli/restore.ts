@@ -41,7 +41,7 @@ export function registerRestoreCommands(program: Command): void {
       .command('restore')
       .description('restore a backup and write the recovery settings')
       .option('--set <id>', "backup to restore, or 'latest' (default: the newest that reaches the target)")
-      .option('--target-time <time>', 'recover until this time')
+      .option('--target-time <time>', 'recover until this time, with its UTC offset (2026-11-25 03:00:00+00, 2026-11-25T03:00:00Z)')
       .option('--target-lsn <lsn>', 'recover until this WAL position')
       .option('--target-xid <xid>', 'recover until this transaction commits')
       .option('--target-name <name>', 'recover until this restore point')

@@ -17,7 +17,7 @@ import { FileRestore, restoreFile, type ExtentSource, type FileRestoreResult } f
 import { renderBackupManifest, type ManifestFile as PgManifestFile } from './backup-manifest.js';
 import { EXTENT_BYTES, alignedBuffer, crc32cAppend } from '../native/index.js';
 import { DIRECT_IO_ALIGNMENT } from '../storage/file-writes.js';
-import { withRecoverySettings, type RecoveryOptions, type RecoveryTarget } from './recovery.js';
+import { parseTargetTime, withRecoverySettings, type RecoveryOptions, type RecoveryTarget } from './recovery.js';
 import { mapLimit } from '../concurrency/map-limit.js';
 import { readAhead } from '../concurrency/read-ahead.js';
 import { isoUtc } from '../time/utc.js';
@@ -120,8 +120,7 @@ export function chooseBackup(manifests: readonly BackupManifest[], target: Recov
   const window = `backups cover ${oldest.stopTime} (${oldest.stopLsn}) onwards`;
   let candidates = [...manifests];
   if (target.kind === 'time') {
-    const at = Date.parse(target.value);
-    if (Number.isNaN(at)) throw new PgfError('USAGE', `--target-time ${target.value} is not a time PostgreSQL and pgforever both read (use e.g. 2026-11-25 03:00:00+00)`);
+    const at = parseTargetTime(target.value).ms;
     candidates = manifests.filter((m) => Date.parse(m.stopTime) <= at);
     if (candidates.length === 0) throw new PgfError('RESTORE_TARGET', `target time ${target.value} is before the oldest backup finished: ${window}`);
   } else if (target.kind === 'lsn') {
@@ -139,7 +138,7 @@ async function checkTargetArchived(repo: Repository, target: RecoveryTarget): Pr
     // Times are kept to the millisecond: only a target past the last one's millisecond is refused.
     const { lastArchivedTransaction } = await import('../wal/positions.js');
     const last = await lastArchivedTransaction(repo);
-    if (last !== undefined && Date.parse(target.value) > Date.parse(last.time)) {
+    if (last !== undefined && parseTargetTime(target.value).ms > Date.parse(last.time)) {
       throw new PgfError(
         'RESTORE_TARGET',
         `target time ${target.value} is beyond the archived WAL: the last archived transaction ended at ${last.time} (LSN ${last.lsn}, segment ${last.segment}), and recovery stops only at a transaction that ended after the target; pick an earlier time, or leave out the target to recover all archived WAL`,
@@ -149,7 +148,7 @@ async function checkTargetArchived(repo: Repository, target: RecoveryTarget): Pr
   const { newestArchivedSegment } = await import('../info/index.js');
   const newest = await newestArchivedSegment(repo);
   const window = newest ? `the recoverable window ends with segment ${newest.name} (stored ${isoUtc(newest.storedAt.getTime())}, up to LSN ${formatLsn(newest.endLsn)})` : 'no WAL is archived';
-  if (target.kind === 'time' && (newest === undefined || Date.parse(target.value) > newest.storedAt.getTime())) {
+  if (target.kind === 'time' && (newest === undefined || parseTargetTime(target.value).ms > newest.storedAt.getTime())) {
     throw new PgfError('RESTORE_TARGET', `target time ${target.value} is beyond the archived WAL: ${window}; check archiving (pgforever info) or pick an earlier target`);
   }
   if (target.kind === 'lsn' && (newest === undefined || parseLsn(target.value) > newest.endLsn)) {
@@ -223,6 +222,7 @@ async function writeBackupManifest(
 
 export async function runRestore(settings: Settings, log: Logger, request: RestoreRequest): Promise<RestoreSummary> {
   const began = Date.now();
+  if (request.target.kind === 'time') parseTargetTime(request.target.value);
   const pgdata = resolve(request.pgdata);
   await checkOwner(pgdata);
   if (!request.delta && !(await isEmptyOrMissing(pgdata))) {

@@ -13,3 +13,9 @@ export function isoUtc(time: number): string {
   const d = new Date(time);
   return `${pad(d.getUTCFullYear(), 4)}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}T${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}.${pad(d.getUTCMilliseconds(), 3)}Z`;
 }
+
+/** `time` to the second, as PostgreSQL prints a timestamp in UTC without its offset: 2026-12-01 20:01:57. */
+export function utcSeconds(time: number): string {
+  const d = new Date(time);
+  return `${pad(d.getUTCFullYear(), 4)}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())} ${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}`;
+}

@@ -98,17 +98,23 @@ describe('point-in-time recovery', () => {
     await archiveEverything(source);
 
     const byId = (id: number) => commits.find((c) => c.phase === 'one' && c.id === id)!;
+    const isoZ = (at: string) => {
+      expect(at).toMatch(/^\S+ \S+\+00$/);
+      return `${at.replace(' ', 'T').slice(0, -3)}Z`;
+    };
     const nowhere = await makeServerUserDir('pgf-pitr-refused-');
     dirs.push(nowhere);
     await expect(pgforever(source, ['restore', '--pgdata', join(nowhere, 'data'), '--target-time', '2999-01-01 00:00:00+00'])).rejects.toThrow(/RESTORE_TARGET: target time .* is beyond the archived WAL: the last archived transaction ended at /);
     await expect(pgforever(source, ['restore', '--pgdata', join(nowhere, 'data'), '--target-time', byId(5).at])).rejects.toThrow(/RESTORE_TARGET: target time .* is before the oldest backup finished/);
+    await expect(pgforever(source, ['restore', '--pgdata', join(nowhere, 'data'), '--target-time', '2026-11-25 03:00:00'])).rejects.toThrow(/USAGE: --target-time .* has no UTC offset/);
     await writeFile(join(nowhere, 'stray'), 'x');
     await expect(pgforever(source, ['restore', '--pgdata', nowhere])).rejects.toThrow(/RESTORE_TARGET_DIR: .* is not empty: restore into an empty directory, or pass --delta/);
     await expect(pgforever(source, ['restore', '--pgdata', '/etc'])).rejects.toThrow(/RESTORE_TARGET_DIR: \/etc belongs to uid 0, not to this user/);
     await expect(pgforever(source, ['restore', '--delta', '--pgdata', source.pgdata])).rejects.toThrow(/RESTORE_TARGET_DIR: a PostgreSQL server \(pid \d+\) is using/);
     const targets: { args: string[]; last: number }[] = [
       { args: ['--target-time', byId(30).at], last: 30 },
-      { args: ['--target-time', byId(70).at], last: 70 },
+      // ISO 8601 with Z: PostgreSQL refuses zone abbreviations in recovery_target_time as it starts.
+      { args: ['--target-time', isoZ(byId(70).at)], last: 70 },
       { args: ['--target-lsn', byId(45).lsn], last: 45 },
       { args: ['--target-lsn', byId(61).lsn], last: 61 },
       { args: ['--target-xid', byId(65).xid], last: 65 },
