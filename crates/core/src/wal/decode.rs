@@ -1,6 +1,7 @@
 //! One WAL record decoded the way `DecodeXLogRecord` does: the fixed header, then block
 //! references, replication origin, top-level xid and main data headers, then the payloads.
 
+use smallvec::SmallVec;
 use std::borrow::Cow;
 use std::ops::Range;
 
@@ -138,7 +139,8 @@ pub struct Record<'a> {
     pub crc: u32,
     pub origin: Option<u16>,
     pub toplevel_xid: Option<u32>,
-    pub blocks: Vec<BlockRef>,
+    /// Most records reference one or two blocks: those stay inline, without an allocation.
+    pub blocks: SmallVec<[BlockRef; 2]>,
     /// The whole record, header included: borrowed when it lies on one page, else reassembled.
     pub bytes: Cow<'a, [u8]>,
     /// Where the main data is in `bytes`.
@@ -262,10 +264,8 @@ pub(crate) fn decode<'a>(
     let mut c = Cursor::new(&bytes[..]);
     c.skip(RECORD_HEADER_SIZE).ok_or_else(short)?;
 
-    // Block ids strictly increase up to MAX_BLOCK_ID, so a record has at most that many + 1
-    // blocks: their payload lengths stay on the stack (one allocation per record, not two).
-    let mut blocks: Vec<BlockRef> = Vec::new();
-    let mut payload_lengths = [(0usize, 0usize); MAX_BLOCK_ID as usize + 1];
+    // Until the headers are all read, a block's payload ranges hold only their lengths (`0..len`).
+    let mut blocks: SmallVec<[BlockRef; 2]> = SmallVec::new();
     let mut origin = None;
     let mut toplevel_xid = None;
     let mut main_len = 0usize;
@@ -306,7 +306,6 @@ pub(crate) fn decode<'a>(
                 }
                 datatotal += data_len;
                 let mut image = None;
-                let mut image_len = 0;
                 if fork_flags & BKPBLOCK_HAS_IMAGE != 0 {
                     let length = c.u16().ok_or_else(short)?;
                     let hole_offset = c.u16().ok_or_else(short)?;
@@ -348,7 +347,7 @@ pub(crate) fn decode<'a>(
                     if usize::from(length) > XLOG_BLCKSZ {
                         return Err(format!("block image length {length} exceeds a page"));
                     }
-                    image_len = usize::from(length);
+                    let image_len = usize::from(length);
                     datatotal += image_len;
                     image = Some(BlockImage {
                         length,
@@ -357,7 +356,7 @@ pub(crate) fn decode<'a>(
                         info,
                         apply: image_apply(pg_major, info),
                         compression,
-                        range: 0..0,
+                        range: 0..image_len,
                     });
                 }
                 let locator = if fork_flags & BKPBLOCK_SAME_REL == 0 {
@@ -369,9 +368,6 @@ pub(crate) fn decode<'a>(
                         .ok_or_else(|| "BKPBLOCK_SAME_REL set but no previous rel".to_owned())?
                 };
                 let block = c.u32().ok_or_else(short)?;
-                if let Some(lengths) = payload_lengths.get_mut(blocks.len()) {
-                    *lengths = (image_len, data_len);
-                }
                 blocks.push(BlockRef {
                     id,
                     fork: fork_flags & BKPBLOCK_FORK_MASK,
@@ -379,7 +375,7 @@ pub(crate) fn decode<'a>(
                     locator,
                     block,
                     image,
-                    data: 0..0,
+                    data: 0..data_len,
                 });
             }
             id => return Err(format!("invalid block_id {id}")),
@@ -391,11 +387,13 @@ pub(crate) fn decode<'a>(
 
     // Payloads follow the headers in block order (image, then data), then the main data.
     let mut at = c.position();
-    for (block, &(image_len, data_len)) in blocks.iter_mut().zip(&payload_lengths) {
+    for block in &mut blocks {
         if let Some(image) = block.image.as_mut() {
+            let image_len = image.range.len();
             image.range = at..at + image_len;
             at += image_len;
         }
+        let data_len = block.data.len();
         block.data = at..at + data_len;
         at += data_len;
     }
