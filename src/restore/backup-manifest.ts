@@ -10,9 +10,8 @@ export interface ManifestFile {
   path: string;
   size: number;
   mtime: Date;
-  checksumAlgorithm: 'CRC32C' | 'SHA256';
-  /** Hex digits as PostgreSQL writes them (CRC32C: the 4 bytes in little-endian order). */
-  checksum: string;
+  /** CRC-32C as PostgreSQL writes it (the 4 bytes in little-endian order, in hex); without it pg_verifybackup checks the size alone. */
+  crc32c?: string;
 }
 
 export interface ManifestWalRange {
@@ -26,7 +25,8 @@ function lastModified(date: Date): string {
 }
 
 function fileLine(file: ManifestFile): string {
-  return `{ "Path": ${JSON.stringify(file.path)}, "Size": ${file.size}, "Last-Modified": "${lastModified(file.mtime)}", "Checksum-Algorithm": "${file.checksumAlgorithm}", "Checksum": "${file.checksum}" }`;
+  const checksum = file.crc32c === undefined ? '' : `, "Checksum-Algorithm": "CRC32C", "Checksum": "${file.crc32c}"`;
+  return `{ "Path": ${JSON.stringify(file.path)}, "Size": ${file.size}, "Last-Modified": "${lastModified(file.mtime)}"${checksum} }`;
 }
 
 export function renderBackupManifest(files: ManifestFile[], walRanges: ManifestWalRange[]): string {

@@ -44,7 +44,7 @@ export interface FileRestoreResult {
   bytesWritten: number;
   extentsWritten: number;
   extentsKept: number;
-  /** CRC-32C of the whole file as written (fresh restores; a delta restore does not read kept extents' bytes twice). */
+  /** CRC-32C of the whole file as written; unknown when --delta kept extents with data (their bytes are not read twice). */
   crc32c?: number;
 }
 
@@ -125,6 +125,8 @@ export class FileRestore {
    * whole 4 KiB blocks, zeros) go through `fd`.
    */
   private directFd: number | undefined;
+  /** Every extent's CRC is known: none was kept from what --delta found in place. */
+  private crcComplete = true;
 
   private constructor(
     readonly path: string,
@@ -185,6 +187,7 @@ export class FileRestore {
     try {
       let present: readonly (Buffer | null)[] = [];
       let kept = 0;
+      let keptData = 0;
       if (options.delta) {
         const { size: existing } = await fstatOf(fd);
         // Extents past the new size go with the truncate; a known list is cut the same way.
@@ -200,6 +203,7 @@ export class FileRestore {
         const same = have !== undefined && (id === null ? have === null : have !== null && have.equals(id));
         if (same) {
           kept += 1;
+          if (id !== null) keptData += 1;
         } else if (id === null) {
           // A fresh file is already a hole here; an existing one needs its old bytes zeroed.
           if (have !== undefined) todo.push({ index, id });
@@ -212,6 +216,7 @@ export class FileRestore {
       if (size >= directFileBytes && batches.length > 0) directFd = await openDirect(path);
       const file = new FileRestore(path, fd, size, extents.length, options, batches, directFd);
       file.result.extentsKept = kept;
+      file.crcComplete = keptData === 0;
       extents.forEach((id, index) => {
         if (id === null) file.extentCrcs[index] = zeroCrc(file.extentLength(index));
       });
@@ -295,7 +300,7 @@ export class FileRestore {
   /** Gives the file its mode and time, makes it durable and closes it; once every batch is written. */
   async finish(): Promise<FileRestoreResult> {
     try {
-      if (!this.options.delta) {
+      if (this.crcComplete) {
         const lengths = new Uint32Array(this.extentCount).fill(EXTENT_BYTES);
         if (this.extentCount > 0) lengths[this.extentCount - 1] = this.extentLength(this.extentCount - 1);
         this.result.crc32c = crc32cConcat(this.extentCrcs, lengths);

@@ -206,15 +206,14 @@ async function writeBackupManifest(
   const entries: PgManifestFile[] = [];
   for (const file of files) {
     const crc = checksums.get(file.path);
-    if (crc === undefined) continue;
-    entries.push({ path: file.path, size: file.size, mtime: new Date(file.mtimeMs), checksumAlgorithm: 'CRC32C', checksum: crcHex(crc) });
+    entries.push({ path: file.path, size: file.size, mtime: new Date(file.mtimeMs), ...(crc !== undefined ? { crc32c: crcHex(crc) } : {}) });
   }
   const written: [string, string][] = [['backup_label', manifest.backupLabel]];
   const map = await readFile(join(pgdata, 'tablespace_map'), 'utf8').catch(() => undefined);
   if (map !== undefined) written.push(['tablespace_map', map]);
   for (const [path, text] of written) {
     const bytes = Buffer.from(text);
-    entries.push({ path, size: bytes.length, mtime: new Date(), checksumAlgorithm: 'CRC32C', checksum: crcHex(crc32cAppend(0, bytes)) });
+    entries.push({ path, size: bytes.length, mtime: new Date(), crc32c: crcHex(crc32cAppend(0, bytes)) });
   }
   const body = renderBackupManifest(entries, [{ timeline: manifest.timeline, startLsn: manifest.startLsn, endLsn: manifest.stopLsn }]);
   await writeFile(join(pgdata, 'backup_manifest'), body, { mode: 0o600 });
@@ -495,7 +494,7 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
       totals.extentsWritten += result.extentsWritten;
       if (result.crc32c !== undefined) checksums.set(controlFile, result.crc32c);
       // Databases left out are not what the backup held, so there is nothing to verify them against.
-      if (!request.delta && request.dbInclude.length === 0) await writeBackupManifest(pgdata, manifest, files, checksums);
+      if (request.dbInclude.length === 0) await writeBackupManifest(pgdata, manifest, files, checksums);
       await rename(join(pgdata, temporary), join(pgdata, controlFile));
       const dir = await open(join(pgdata, dirname(controlFile)), 'r');
       await dir.sync();

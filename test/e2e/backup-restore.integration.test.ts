@@ -3,7 +3,7 @@
  * full backup, a workload, incremental backups, and restores of each backup that must equal the
  * source at its point, then pass amcheck and pg_checksums.
  */
-import { rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run, makeServerUserDir } from '../support/os-user.js';
@@ -131,6 +131,11 @@ describe.each([15, 17] as PgVersion[])('backup and restore on PostgreSQL %i', (v
     const delta = JSON.parse(await pgforever(['restore', '--delta', '--json', ...deltaArgs, '--set', incr2.id])) as { filesKept: number; extentsWritten: number };
     expect(delta.filesKept).toBeGreaterThan(500);
     expect(delta.extentsWritten).toBeLessThan(fresh.extentsWritten / 2);
+    // Its backup_manifest checks kept files by size, and files it wrote whole by checksum too.
+    const deltaManifest = await readFile(join(deltaDir, 'data', 'backup_manifest'), 'utf8');
+    expect(deltaManifest).toMatch(/"Path": "base\/\d+\/\d+", "Size": \d+, "Last-Modified": "[^"]+" \}/);
+    expect(deltaManifest).toMatch(/"Path": "base\/\d+\/\d+", "Size": \d+, "Last-Modified": "[^"]+", "Checksum-Algorithm": "CRC32C"/);
+    if (source.tools.pgVerifybackup) await run(source.tools.pgVerifybackup, ['-n', join(deltaDir, 'data')]);
     const deltaCluster = await startClusterFromDirectory(join(deltaDir, 'data'));
     restored.push(deltaCluster);
     await waitFor(async () => (await deltaCluster.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r'))[0]?.r === false, { deadlineMs: 120_000, what: 'recovery after --delta' });
