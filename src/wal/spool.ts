@@ -19,7 +19,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import type { BigIntStats } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { isAbsolute, join, resolve, sep } from 'node:path';
 import { PgfError } from '../errors/index.js';
 
 const MARKER_PREFIX = 'pgforever-done 1 ';
@@ -52,14 +52,32 @@ export async function spoolBeside(walDir: string, repo: string): Promise<string 
   return isWalDir ? defaultSpool(walDir, repo) : undefined;
 }
 
+/**
+ * mkdir -p, one level at a time. Node's own recursive mkdir never settles for a relative path once
+ * the working directory is removed (ENOENT at every level, retried forever at full CPU): a daemon
+ * started in a data directory deleted meanwhile would spin instead of failing.
+ */
+async function makeDirectories(path: string, mode: number): Promise<void> {
+  const parts = path.split(sep).filter((part) => part !== '');
+  let at = isAbsolute(path) ? sep : '';
+  for (const part of parts) {
+    at = join(at, part);
+    try {
+      await mkdir(at, { mode });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+  }
+}
+
 export class Spool {
   private constructor(readonly root: string) {}
 
   /** Creates the spool (0700) if needed; refuses one that other users could write to. */
   static async open(root: string): Promise<Spool> {
     try {
-      await mkdir(join(root, 'done'), { recursive: true, mode: 0o700 });
-      await mkdir(join(root, 'prefetch'), { recursive: true, mode: 0o700 });
+      await makeDirectories(join(root, 'done'), 0o700);
+      await makeDirectories(join(root, 'prefetch'), 0o700);
     } catch (err) {
       throw new PgfError('ARCHIVE_SPOOL', `cannot create the spool ${root}: ${(err as Error).message}; give --spool a directory the server's OS user can write`, { cause: err });
     }

@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PosixStorage } from '../../src/storage/posix.js';
 import { Repository } from '../../src/repo/index.js';
@@ -17,9 +18,9 @@ import { WalPusher } from '../../src/wal/push.js';
 import { createLogger } from '../../src/log/index.js';
 import { decodeWalObject, loadWalFile, walObjectKey } from '../../src/wal/repository.js';
 import type { StoredWalSummary } from '../../src/wal/summary.js';
-import { grantToServerUser, makeServerUserDir, run } from '../support/os-user.js';
+import { CommandError, grantToServerUser, makeServerUserDir, run } from '../support/os-user.js';
 import { DEBIAN_PG15_BIN, startCluster, startClusterFromDirectory, waitFor, type Cluster } from '../support/postgres.js';
-import { archiveCommandsFor, pgforever, runConfigured } from './support.js';
+import { archiveCommandsFor, bin, pgforever, runConfigured } from './support.js';
 
 const SEGMENT = 1 << 20;
 
@@ -226,6 +227,24 @@ describe('archiving through what archive-command prints (PostgreSQL 15)', () => 
     expect(foreign).toMatchObject({ code: 1 });
     expect(foreign.stderr).toContain("runs as the data directory's owner");
     expect(existsSync(join(cluster.pgdata, defaultSpool('pg_wal', repoDir), 'prefetch', archived[0]!))).toBe(false);
+  });
+
+  it('a daemon whose data directory is removed before it opens the spool fails with one line instead of spinning', async () => {
+    const gone = await makeServerUserDir('pgf-gone-');
+    // The client starts the daemon in the data directory; a restore's directory can be removed
+    // before the daemon's Node has started (Node's recursive mkdir then retries forever).
+    const script = [
+      `process.chdir(${JSON.stringify(gone)});`,
+      `(await import('node:fs')).rmSync(${JSON.stringify(gone)}, { recursive: true });`,
+      `process.argv = [process.execPath, ${JSON.stringify(bin)}, 'archive-daemon', '--spool', 'pg_wal/pgforever/gone', '--repo', ${JSON.stringify(repoDir)}];`,
+      `await import(${JSON.stringify(pathToFileURL(bin).href)});`,
+    ].join('\n');
+    const failure = await run(process.execPath, ['--input-type=module', '-e', script], { asServerUser: true }).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(failure).toBeInstanceOf(CommandError);
+    expect((failure as CommandError).stderr.trim()).toMatch(/^pgforever: ARCHIVE_SPOOL: cannot create the spool pg_wal\/pgforever\/gone: ENOENT[^\n]*$/);
   });
 
   it('archives backup history, timeline history and .partial files; a standby replays through restore_command', async () => {
