@@ -164,7 +164,8 @@ async function removeExtraneous(root: string, wanted: ReadonlySet<string>, relat
     if (!wanted.has(path)) {
       await rm(join(root, path), { recursive: true, force: true });
       removed += 1;
-    } else if (entry.isDirectory()) {
+    } else if (entry.isDirectory() || (entry.isSymbolicLink() && /^pg_tblspc\/\d+$/.test(path))) {
+      // A tablespace's link is followed: files a relation left there after the backup are extraneous too.
       removed += await removeExtraneous(root, wanted, path);
     }
   }
@@ -448,6 +449,8 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
     await mkdir(join(pgdata, 'pg_wal', 'archive_status'), { recursive: true, mode: 0o700 });
 
     await writeFile(join(pgdata, 'backup_label'), manifest.backupLabel, { mode: 0o600 });
+    // One a directory restored earlier kept would name tablespaces this backup does not have.
+    await rm(join(pgdata, 'tablespace_map'), { force: true });
     if (manifest.tablespaceMap.trim() !== '') {
       const remapped = manifest.tablespaceMap
         .split('\n')

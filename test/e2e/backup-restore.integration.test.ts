@@ -3,7 +3,7 @@
  * full backup, a workload, incremental backups, and restores of each backup that must equal the
  * source at its point, then pass amcheck and pg_checksums.
  */
-import { readFile, rm } from 'node:fs/promises';
+import { readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run, makeServerUserDir } from '../support/os-user.js';
@@ -128,7 +128,13 @@ describe.each([15, 17] as PgVersion[])('backup and restore on PostgreSQL %i', (v
     const [space] = await source.query<{ oid: number }>(`SELECT oid::int AS oid FROM pg_tablespace WHERE spcname = 'fast'`);
     const deltaArgs = ['--pgdata', join(deltaDir, 'data'), '--tablespace-map', `${space!.oid}=${join(deltaDir, 'fast')}`, '--target', 'immediate'];
     const fresh = JSON.parse(await pgforever(['restore', '--json', ...deltaArgs, '--set', full.id])) as { extentsWritten: number };
+    // A relation file the backup does not have, inside the tablespace (reached through its link).
+    const [versionDir] = await readdir(join(deltaDir, 'fast'));
+    const [databaseDir] = await readdir(join(deltaDir, 'fast', versionDir!));
+    const stray = join(deltaDir, 'fast', versionDir!, databaseDir!, '999999');
+    await writeFile(stray, 'not in the backup');
     const delta = JSON.parse(await pgforever(['restore', '--delta', '--json', ...deltaArgs, '--set', incr2.id])) as { filesKept: number; extentsWritten: number };
+    await expect(stat(stray)).rejects.toThrow(/ENOENT/);
     expect(delta.filesKept).toBeGreaterThan(500);
     expect(delta.extentsWritten).toBeLessThan(fresh.extentsWritten / 2);
     // Its backup_manifest checks kept files by size, and files it wrote whole by checksum too.
