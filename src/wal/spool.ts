@@ -19,7 +19,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import type { BigIntStats } from 'node:fs';
-import { isAbsolute, join, resolve, sep } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { PgfError } from '../errors/index.js';
 
 const MARKER_PREFIX = 'pgforever-done 1 ';
@@ -53,20 +53,21 @@ export async function spoolBeside(walDir: string, repo: string): Promise<string 
 }
 
 /**
- * mkdir -p, one level at a time. Node's own recursive mkdir never settles for a relative path once
- * the working directory is removed (ENOENT at every level, retried forever at full CPU): a daemon
- * started in a data directory deleted meanwhile would spin instead of failing.
+ * mkdir -p that ends. Node's own recursive mkdir never settles for a relative path once the working
+ * directory is removed (ENOENT at every level, retried forever at full CPU): a daemon started in a
+ * data directory deleted meanwhile would spin instead of failing. One call when the path exists.
  */
 async function makeDirectories(path: string, mode: number): Promise<void> {
-  const parts = path.split(sep).filter((part) => part !== '');
-  let at = isAbsolute(path) ? sep : '';
-  for (const part of parts) {
-    at = join(at, part);
-    try {
-      await mkdir(at, { mode });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
+  const made = (err: unknown) => {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  };
+  try {
+    await mkdir(path, { mode });
+  } catch (err) {
+    const parent = dirname(path);
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || parent === path) return made(err);
+    await makeDirectories(parent, mode);
+    await mkdir(path, { mode }).catch(made);
   }
 }
 
