@@ -4,7 +4,7 @@
  * object per line, and a SHA-256 over everything before the final `Manifest-Checksum` line.
  */
 import { createHash } from 'node:crypto';
-import { isoUtc } from '../time/utc.js';
+import { utcSeconds } from '../time/utc.js';
 
 export interface ManifestFile {
   path: string;
@@ -21,7 +21,7 @@ export interface ManifestWalRange {
 }
 
 function lastModified(date: Date): string {
-  return `${isoUtc(date.getTime()).slice(0, 19).replace('T', ' ')} GMT`;
+  return `${utcSeconds(date.getTime())} GMT`;
 }
 
 function fileLine(file: ManifestFile): string {
