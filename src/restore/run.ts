@@ -4,8 +4,8 @@
  * settings, and writes global/pg_control last, so a directory whose restore was interrupted cannot
  * be started by mistake.
  */
-import { lstat, mkdir, open, readFile, readdir, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
-import type { Stats } from 'node:fs';
+import { mkdir, open, readFile, readdir, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { lstatSync, type Stats } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { PgfError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
@@ -109,6 +109,15 @@ async function checkOwner(pgdata: string): Promise<void> {
  * to do) or another's (its extent list says what is there, without reading the file). Only with
  * sub-second timestamps (a second-granular filesystem could hide a write in the same second).
  */
+/** What is at `path` now, or undefined when nothing readable is (a --delta restore then writes it whole). */
+function localFile(path: string): Stats | undefined {
+  try {
+    return lstatSync(path, { throwIfNoEntry: false });
+  } catch {
+    return undefined;
+  }
+}
+
 function recordedAs(local: Stats | undefined, record: { size: number; mtimeMs: number }): boolean {
   return local !== undefined && local.isFile() && record.mtimeMs % 1000 !== 0 && local.size === record.size && Math.abs(local.mtimeMs - record.mtimeMs) < 0.001;
 }
@@ -347,7 +356,9 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
     // run ahead of the workers, so that opening the next file rarely waits (a cold inode table is
     // read fastest with many requests in flight). --delta reads a list only for a file it rewrites.
     const extentListOf = readAhead(request.delta ? 0 : 16, order.length, async (i) => (skipped(order[i]!.path) ? [] : repo.readExtentList(order[i]!.extents)));
-    const localFileOf = readAhead(request.delta ? 64 : 0, order.length, (i) => lstat(join(pgdata, order[i]!.path)).catch(() => undefined));
+    // One synchronous pass: ext4 reads a cold inode table ahead by itself, and 976 lstat promises
+    // took 36 ms cold and 15-24 ms warm where the synchronous calls took 14-18 ms and 2-5 ms.
+    const localFiles = request.delta ? order.map((file) => localFile(join(pgdata, file.path))) : [];
     // A finished file's flush to disk does not hold up its worker: a couple run in the background
     // (each holds one of libuv's four pool threads, which the workers' reads, decompression and
     // writes need too), and the restore waits for all of them before pg_control is written.
@@ -379,7 +390,7 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
         }
         let present: (Buffer | null)[] | undefined;
         if (request.delta) {
-          const local = await localFileOf(at);
+          const local = localFiles[at];
           if (recordedAs(local, file)) {
             totals.filesKept += 1;
             continue;
