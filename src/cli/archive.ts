@@ -87,6 +87,7 @@ export function registerArchiveCommands(program: Command): void {
     }
   });
 
+  // bin/pgforever.js recognises this name to leave the daemon V8's default optimizing budget.
   withCommonOptions(
     program
       .command('archive-daemon')
