@@ -148,6 +148,11 @@ export class S3Storage implements Storage {
     this.partsInFlight = options.partsInFlight ?? 4;
     this.conditionalWrites = options.conditionalWrites ?? true;
     const { accessKeyId, secretAccessKey, sessionToken } = options;
+    // On Node 20 the SDK warns, in seven lines, that its versions published after January 2027 will
+    // need Node 22: news for whoever updates pgforever's dependencies, not for a DBA, in whose
+    // PostgreSQL log it would land from every archive or restore command that reaches S3 through the
+    // Node CLI. A value the user set stays.
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
     this.client = new S3Client({
       ...(options.endpoint ? { endpoint: options.endpoint } : {}),
       region: options.region ?? 'us-east-1',

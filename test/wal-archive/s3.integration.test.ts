@@ -53,8 +53,6 @@ describe('archiving to an S3 repository (PostgreSQL 15)', () => {
       PGFOREVER_S3_ACCESS_KEY_ID: s3.accessKeyId,
       PGFOREVER_S3_SECRET_ACCESS_KEY: s3.secretAccessKey,
       PGFOREVER_S3_REGION: s3.region,
-      // The AWS SDK warns on Node 20 in seven lines of its own; the lines under test are ours.
-      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     };
     scratch = await mkdtemp(join(tmpdir(), 'pgf-wal-s3-'));
     await grantToServerUser(scratch);
