@@ -15,7 +15,7 @@ import { parseWalFileName } from './names.js';
 import { storeWalFile, type StoreOutcome } from './repository.js';
 import { fileIdentity, type Spool } from './spool.js';
 import { validateWalFile } from './validate.js';
-import { previousSegmentName, previousSegmentTail, segmentTail, summarizeSegmentFile } from './summary.js';
+import { previousSegmentName, previousSegmentTail, previousTailBytes, segmentTail, summarizeSegmentFile } from './summary.js';
 
 export interface PushOptions {
   /** Files in flight at once (each holds one file and its compressed copy in memory). */
@@ -100,15 +100,23 @@ export class WalPusher {
   private readonly requested = new Set<string>();
   /** Archived by this engine and still marked ready: never pushed ahead twice, spool or not. */
   private readonly archived = new Set<string>();
-  /** Segment buffers of finished pushes, for the next reads (at most `parallel`). */
+  /**
+   * Segment buffers of finished pushes, for the next reads. Up to `parallel` pushes ahead and the
+   * file PostgreSQL asks for can be in flight: a buffer dropped here is a fresh 16 MiB next time,
+   * and fresh memory costs a page fault per 4 KiB (15-30 µs each on a VM whose host reclaims it).
+   */
   private readonly spares: Buffer[] = [];
-  /** Buffers the compressed segments were written into, for the next ones (at most `parallel`). */
+  /** Buffers the compressed segments were written into, for the next ones (as many). */
   private readonly frameRooms: Buffer[] = [];
   /**
    * Tails of the latest segments pushed: the next segment's first record may start there, and by
    * the time it is pushed a checkpoint may have recycled the file.
    */
   private readonly tails = new Map<string, Buffer>();
+  /** Tails that pushes in flight are reading, with how many: not reused until they are done. */
+  private readonly tailReaders = new Map<Buffer, number>();
+  /** Memory of tails no longer kept, for the next ones (copying each tail into fresh memory faulted). */
+  private readonly tailRooms: Buffer[] = [];
   private walDir: string | undefined;
   private lastRequest = 0;
   private ready: string[] = [];
@@ -185,19 +193,24 @@ export class WalPusher {
     const fullSegment = content.length === segmentSize;
     // Fresh memory for every segment's compressed copy costs page faults: rooms are reused.
     const room = fullSegment ? (this.frameRooms.pop() ?? Buffer.allocUnsafeSlow(frameBound(segmentSize))) : undefined;
+    const before = fullSegment ? previousSegmentName(name, segmentSize) : undefined;
+    const keptTail = before !== undefined ? this.tails.get(before) : undefined;
+    if (keptTail !== undefined) this.tailReaders.set(keptTail, (this.tailReaders.get(keptTail) ?? 0) + 1);
+    // The segment before is often still in flight (pushed ahead beside this one): its tail is read
+    // from its file then.
+    let readTail: Buffer | undefined;
     let outcome: StoreOutcome;
     try {
-      let previous: Buffer | undefined;
-      if (fullSegment) {
-        const before = previousSegmentName(name, segmentSize);
-        previous = (before !== undefined ? this.tails.get(before) : undefined) ?? (await previousSegmentTail(path, segmentSize));
-      }
+      const previous = fullSegment ? (keptTail ?? (readTail = await previousSegmentTail(path, segmentSize, this.tailRooms.pop()))) : undefined;
       outcome = await archiveWalContent(this.repo, name, content, this.options.log, previous, room);
       if (fullSegment && parseWalFileName(name)?.kind === 'segment') this.keepTail(name, content);
     } finally {
       // Nothing holds on to the content or its compressed copy once it is stored (or refused).
-      if (fullSegment && this.spares.length < this.options.parallel) this.spares.push(content);
-      if (room !== undefined && this.frameRooms.length < this.options.parallel) this.frameRooms.push(room);
+      const kept = this.options.parallel + 1;
+      if (fullSegment && this.spares.length < kept) this.spares.push(content);
+      if (room !== undefined && this.frameRooms.length < kept) this.frameRooms.push(room);
+      if (keptTail !== undefined) this.doneReadingTail(keptTail);
+      if (readTail !== undefined) this.reuseTail(readTail);
     }
     await this.options.spool?.markPushed(name, identity);
     this.archived.add(name);
@@ -211,11 +224,29 @@ export class WalPusher {
   }
 
   private keepTail(name: string, content: Buffer): void {
-    this.tails.set(name, Buffer.from(segmentTail(content)));
-    for (const old of this.tails.keys()) {
+    const tail = segmentTail(content);
+    const room = this.tailRooms.pop() ?? Buffer.allocUnsafe(previousTailBytes);
+    this.tails.set(name, room.subarray(0, tail.copy(room)));
+    for (const [old, buffer] of this.tails) {
       if (this.tails.size <= this.options.parallel + 2) break;
       this.tails.delete(old);
+      this.reuseTail(buffer);
     }
+  }
+
+  private doneReadingTail(tail: Buffer): void {
+    const readers = (this.tailReaders.get(tail) ?? 1) - 1;
+    if (readers > 0) {
+      this.tailReaders.set(tail, readers);
+      return;
+    }
+    this.tailReaders.delete(tail);
+    if (![...this.tails.values()].includes(tail)) this.reuseTail(tail);
+  }
+
+  private reuseTail(tail: Buffer): void {
+    if (this.tailReaders.has(tail) || tail.length !== previousTailBytes || this.tailRooms.length > this.options.parallel + 1) return;
+    this.tailRooms.push(tail);
   }
 
   private async scan(): Promise<void> {

@@ -87,16 +87,16 @@ export function segmentTail(content: Buffer): Buffer {
 
 /**
  * The tail of the segment before `path` in the same directory, when PostgreSQL still has it (a
- * checkpoint may have recycled it already).
+ * checkpoint may have recycled it already); read into `room` when it has the right length.
  */
-export async function previousSegmentTail(path: string, segmentSize: number): Promise<Buffer | undefined> {
+export async function previousSegmentTail(path: string, segmentSize: number, room?: Buffer): Promise<Buffer | undefined> {
   const previous = previousSegmentName(basename(path), segmentSize);
   if (previous === undefined) return undefined;
   const handle = await open(join(dirname(path), previous), 'r').catch(() => undefined);
   if (handle === undefined) return undefined;
   try {
     const length = Math.min(previousTailBytes, segmentSize);
-    const tail = Buffer.allocUnsafe(length);
+    const tail = room?.length === length ? room : Buffer.allocUnsafe(length);
     const { bytesRead } = await handle.read(tail, 0, length, segmentSize - length);
     return bytesRead === length ? tail : undefined;
   } finally {

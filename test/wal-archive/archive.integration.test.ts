@@ -17,7 +17,7 @@ import { defaultSpool } from '../../src/wal/spool.js';
 import { WalPusher } from '../../src/wal/push.js';
 import { createLogger } from '../../src/log/index.js';
 import { decodeWalObject, loadWalFile, walObjectKey } from '../../src/wal/repository.js';
-import type { StoredWalSummary } from '../../src/wal/summary.js';
+import { previousSegmentName, summarizeSegmentFile, type StoredWalSummary } from '../../src/wal/summary.js';
 import { CommandError, grantToServerUser, makeServerUserDir, run } from '../support/os-user.js';
 import { DEBIAN_PG15_BIN, startCluster, startClusterFromDirectory, waitFor, type Cluster } from '../support/postgres.js';
 import { archiveCommandsFor, bin, pgforever, runConfigured } from './support.js';
@@ -98,6 +98,11 @@ describe('archiving through what archive-command prints (PostgreSQL 15)', () => 
         expect(description.summary?.endReason, name).toBe('switch');
       }
       expect(description.summary?.records, name).toBeGreaterThan(0);
+      // The pusher reuses its buffers for the tails it reads records from: each summary must be
+      // the one read afresh from the original files.
+      const before = previousSegmentName(name, SEGMENT);
+      const previous = before === undefined ? undefined : await readFile(join(cluster.pgdata, 'pg_wal', before)).catch(() => undefined);
+      expect(description.summary, name).toEqual(await summarizeSegmentFile(parseWalFileName(name)!, original, repo.config, previous));
       if (name > beforeWorkload) summaries.push(description.summary!);
       archived.push(name);
     }
