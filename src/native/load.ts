@@ -7,8 +7,9 @@ import { PgfError, errorCodes, type ErrorCode } from '../errors/index.js';
 
 type Binding = typeof import('./binding.js');
 
-// Resolved from the package root so the same path works from src/ (tests) and dist/ (built CLI):
-// both sit two levels below it, and the generated loader stays where `napi build` writes it.
+// Resolved from the package root so the same path works from src/native (tests), dist/native and
+// dist/cli-bundle (the built CLI): all sit two levels below it, and the generated loader stays where
+// `napi build` writes it.
 const require = createRequire(import.meta.url);
 
 function loadBinding(): Binding {

@@ -27,7 +27,7 @@ export interface ArchiveCommandOptions {
   client?: string | null;
 }
 
-// Two levels below the package root, from src/wal (tests) and dist/wal (the built CLI) alike.
+// Two levels below the package root, from src/wal (tests), dist/wal and dist/cli-bundle (the built CLI) alike.
 const packageRoot = resolve(fileURLToPath(import.meta.url), '../../..');
 const require = createRequire(import.meta.url);
 
