@@ -36,9 +36,10 @@ export interface RestoreRequest {
   dbInclude: string[];
   restoreCommand: string;
   /**
-   * Called once every file has been opened (pg_wal exists by then), with the segment of the
-   * backup's redo point, which recovery replays first, so that what restore_command uses can be
-   * made ready while the last files are written.
+   * Called once with the segment of the backup's redo point, which recovery replays first, so that
+   * what restore_command uses can be made ready while the restore ends: once every file has been
+   * opened (pg_wal exists by then) and the rest is mostly waiting on the disk, or, with --delta,
+   * once the restore is done.
    */
   prefetchWal?: (pgdata: string, segment: string) => void;
 }
@@ -378,6 +379,11 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
       if (finishing.size >= finishingAtMost) await Promise.race(finishing);
     };
     let prefetchStarted = false;
+    const startPrefetch = () => {
+      if (prefetchStarted) return;
+      prefetchStarted = true;
+      request.prefetchWal?.(pgdata, walSegmentName(manifest.timeline, parseLsn(manifest.startLsn), repo.config.walSegmentSize));
+    };
     const openNext = async (): Promise<boolean> => {
       while (next < order.length) {
         const at = next++;
@@ -417,12 +423,11 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
         inProgress.push(restore);
         return true;
       }
-      // Every file is open: what is left is their last batches and flushes, mostly waiting on the
-      // disk, so recovery's WAL fetching can start up now without slowing the restore.
-      if (!prefetchStarted) {
-        prefetchStarted = true;
-        request.prefetchWal?.(pgdata, walSegmentName(manifest.timeline, parseLsn(manifest.startLsn), repo.config.walSegmentSize));
-      }
+      // Every file is open: what is left of a fresh restore is its last batches and flushes, mostly
+      // waiting on the disk, so recovery's WAL fetching can start up now without slowing it. What
+      // is left of a --delta restore (removing extraneous files, the manifests) is mostly CPU, which
+      // the daemon starting up would take half of on two cores: it starts at the end.
+      if (!request.delta) startPrefetch();
       return false;
     };
     const worker = async () => {
@@ -515,6 +520,7 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
       await dir.sync();
       await dir.close();
     }
+    startPrefetch();
     return {
       backup: manifest.id,
       pgdata,
