@@ -58,6 +58,7 @@ export class InterferenceMonitor {
     this.otherTicks = 0;
     this.started = Date.now();
     this.tick = Number(output('getconf', ['CLK_TCK'])) || 100;
+    this.cpuAtStart = cpuTicks();
     this.sample();
     this.timer = setInterval(() => this.sample(), 5000);
     this.timer.unref();
@@ -117,6 +118,17 @@ export class InterferenceMonitor {
       .slice(0, 4)
       .map(([c, t]) => `${c} ${(t / this.tick).toFixed(0)} s`)
       .join(', ');
-    return `other processes used ${cpu.toFixed(0)} CPU-seconds in ${(seconds / 60).toFixed(1)} min, ${(cpu / seconds).toFixed(2)} cores on average${top ? ` (busiest: ${top})` : ''}`;
+    const now = cpuTicks();
+    const stolen = (now.steal - this.cpuAtStart.steal) / Math.max(1, now.total - this.cpuAtStart.total);
+    return (
+      `other processes used ${cpu.toFixed(0)} CPU-seconds in ${(seconds / 60).toFixed(1)} min, ${(cpu / seconds).toFixed(2)} cores on average${top ? ` (busiest: ${top})` : ''}; ` +
+      `the hypervisor took ${(stolen * 100).toFixed(1)}% of the CPU time (steal), which slows whatever runs then`
+    );
   }
+}
+
+/** The machine's CPU time since boot from /proc/stat, in ticks: all of it and what the hypervisor stole. */
+function cpuTicks() {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  return { total: fields.reduce((sum, n) => sum + n, 0), steal: fields[7] ?? 0 };
 }
