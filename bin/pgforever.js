@@ -14,8 +14,9 @@ const defaultInterruptBudget = 67584;
 if (process.versions.v8.startsWith('11.') && process.argv[2] !== 'archive-daemon') {
   setFlagsFromString(`--interrupt-budget=${16 * defaultInterruptBudget}`);
 }
-// The CLI's modules bundled into a few files (npm run build:cli): every command starts by loading
-// them, about 50 files otherwise, and on a cold page cache each was a disk read before any work.
+// The CLI's modules and commander bundled into a few files (npm run build:cli): every command starts
+// by loading them, about 60 files otherwise, and on a cold page cache each was a disk read before any
+// work. pg, pino and the AWS SDK stay outside, loaded only by what uses them.
 const { main } = await import('../dist/cli-bundle/main.js');
 
 process.exitCode = await main(process.argv);
