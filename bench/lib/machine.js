@@ -107,7 +107,7 @@ export class InterferenceMonitor {
     this.last = next;
   }
 
-  /** "other processes used N CPU-s in M min (x cores on average); busiest: ..." */
+  /** "other processes used N CPU-s in M min (x cores on average); busiest: ...; the hypervisor took y% (steal)" */
   summary() {
     clearInterval(this.timer);
     this.sample();

@@ -425,8 +425,8 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
       }
       // Every file is open: what is left of a fresh restore is its last batches and flushes, mostly
       // waiting on the disk, so recovery's WAL fetching can start up now without slowing it. What
-      // is left of a --delta restore (removing extraneous files, the manifests) is mostly CPU, which
-      // the daemon starting up would take half of on two cores: it starts at the end.
+      // is left of a --delta restore (removing extraneous files, pg_control, the manifests) is
+      // mostly CPU, which the daemon starting up would take half of on two cores: it starts at the end.
       if (!request.delta) startPrefetch();
       return false;
     };

@@ -18,7 +18,10 @@ import { validateWalFile } from './validate.js';
 import { previousSegmentName, previousSegmentTail, previousTailBytes, segmentTail, summarizeSegmentFile } from './summary.js';
 
 export interface PushOptions {
-  /** Files in flight at once (each holds one file and its compressed copy in memory). */
+  /**
+   * Files pushed ahead at once, beside the one a caller asks for (each holds one file and its
+   * compressed copy in memory).
+   */
   parallel: number;
   log: Logger;
   /** Where done markers go; without one nothing is remembered between processes. */
@@ -197,11 +200,11 @@ export class WalPusher {
     const keptTail = before !== undefined ? this.tails.get(before) : undefined;
     if (keptTail !== undefined) this.tailReaders.set(keptTail, (this.tailReaders.get(keptTail) ?? 0) + 1);
     // The segment before is often still in flight (pushed ahead beside this one): its tail is read
-    // from its file then.
-    let readTail: Buffer | undefined;
+    // from its file then, into memory given back once this push is done with it.
+    const tailRoom = fullSegment && keptTail === undefined ? this.tailRooms.pop() : undefined;
     let outcome: StoreOutcome;
     try {
-      const previous = fullSegment ? (keptTail ?? (readTail = await previousSegmentTail(path, segmentSize, this.tailRooms.pop()))) : undefined;
+      const previous = fullSegment ? (keptTail ?? (await previousSegmentTail(path, segmentSize, tailRoom))) : undefined;
       outcome = await archiveWalContent(this.repo, name, content, this.options.log, previous, room);
       if (fullSegment && parseWalFileName(name)?.kind === 'segment') this.keepTail(name, content);
     } finally {
@@ -210,7 +213,7 @@ export class WalPusher {
       if (fullSegment && this.spares.length < kept) this.spares.push(content);
       if (room !== undefined && this.frameRooms.length < kept) this.frameRooms.push(room);
       if (keptTail !== undefined) this.doneReadingTail(keptTail);
-      if (readTail !== undefined) this.reuseTail(readTail);
+      if (tailRoom !== undefined) this.reuseTail(tailRoom);
     }
     await this.options.spool?.markPushed(name, identity);
     this.archived.add(name);
