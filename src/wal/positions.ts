@@ -104,9 +104,12 @@ export async function lastArchivedTransaction(repo: Repository): Promise<{ time:
   }
   segments.sort((a, b) => (a.number === b.number ? (a.name < b.name ? 1 : -1) : a.number < b.number ? 1 : -1));
   const recent = segments.slice(0, lastTransactionSearchSegments);
-  for (let at = 0; at < recent.length; at += searchBatch) {
-    const batch = recent.slice(at, at + searchBatch);
-    const found = await mapLimit(batch, searchBatch, async (segment) => {
+  // The newest segment nearly always ends a transaction, and a busy segment's description lists
+  // tens of thousands (pgbench: 42350 in one, 2.4 MB of JSON; 16 such took 0.63 s to read, one
+  // 0.05 s): one is read, then 4 at a time, then 16.
+  for (let at = 0, batchSize = 1; at < recent.length; at += batchSize, batchSize = Math.min(batchSize * 4, searchBatch)) {
+    const batch = recent.slice(at, at + batchSize);
+    const found = await mapLimit(batch, batchSize, async (segment) => {
       const summary = (await loadWalDescription(repo, segment.key, segment.size)).summary;
       const last = summary?.transactions.at(-1);
       return last === undefined ? undefined : { time: last[3], lsn: last[0], segment: segment.name };
