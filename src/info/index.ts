@@ -51,22 +51,6 @@ async function objectsUnder(storage: Storage, prefix: string) {
   return out;
 }
 
-/** The newest archived WAL segment: its name, when it was stored, and the LSN where it ends. */
-export async function newestArchivedSegment(repo: Repository): Promise<{ name: string; storedAt: Date; endLsn: bigint } | undefined> {
-  let newest: { name: string; modifiedMs: number } | undefined;
-  for await (const object of repo.storage.list(keys.wal)) {
-    const match = /^wal\/[0-9A-F]{8}\/([0-9A-F]{24})\.zst$/.exec(object.key);
-    // Later positions win; at the same position, the later timeline.
-    const position = (name: string) => name.slice(8) + name.slice(0, 8);
-    if (match && (newest === undefined || position(match[1]!) > position(newest.name))) {
-      newest = { name: match[1]!, modifiedMs: object.modifiedMs };
-    }
-  }
-  if (newest === undefined) return undefined;
-  const size = BigInt(repo.config.walSegmentSize);
-  return { name: newest.name, storedAt: new Date(newest.modifiedMs), endLsn: (segmentNumber(newest.name, repo.config.walSegmentSize) + 1n) * size };
-}
-
 export async function repositoryInfo(repo: Repository, now = Date.now()): Promise<RepositoryInfo> {
   const backups: BackupInfo[] = [];
   for (const id of await repo.listBackups()) {

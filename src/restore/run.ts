@@ -149,9 +149,9 @@ export function chooseBackup(manifests: readonly BackupManifest[], target: Recov
 /** Refuses a time or LSN target past the newest archived WAL: recovery could never reach it. */
 async function checkTargetArchived(repo: Repository, target: RecoveryTarget): Promise<void> {
   if (target.kind !== 'time' && target.kind !== 'lsn') return;
+  const { lastArchivedTransaction, newestArchivedSegment } = await import('../wal/positions.js');
   if (target.kind === 'time') {
     // Times are kept to the millisecond: only a target past the last one's millisecond is refused.
-    const { lastArchivedTransaction } = await import('../wal/positions.js');
     const last = await lastArchivedTransaction(repo);
     if (last !== undefined && parseTargetTime(target.value).ms > Date.parse(last.time)) {
       throw new PgfError(
@@ -160,7 +160,6 @@ async function checkTargetArchived(repo: Repository, target: RecoveryTarget): Pr
       );
     }
   }
-  const { newestArchivedSegment } = await import('../info/index.js');
   const newest = await newestArchivedSegment(repo);
   const window = newest ? `the recoverable window ends with segment ${newest.name} (stored ${isoUtc(newest.storedAt.getTime())}, up to LSN ${formatLsn(newest.endLsn)})` : 'no WAL is archived';
   if (target.kind === 'time' && (newest === undefined || parseTargetTime(target.value).ms > newest.storedAt.getTime())) {

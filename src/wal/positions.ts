@@ -1,6 +1,6 @@
 /**
  * Where things lie in the archived WAL (a named restore point, a transaction's end, the last
- * transaction end), from the summaries archive-push stored with each segment; a segment stored
+ * transaction end, the newest segment), from the summaries archive-push stored with each segment; a segment stored
  * without one is read and summarised here. Knowing the position lets restore pick the newest backup
  * before it, and refuse a target the WAL does not hold before PostgreSQL replays everything to find
  * out.
@@ -85,6 +85,22 @@ export async function locateTarget(repo: Repository, target: { kind: 'xid' | 'na
   const what = target.kind === 'name' ? `restore point "${target.value}"` : `transaction ${target.value}`;
   const range = segments.length > 0 ? `segments ${segments[0]!.name} to ${segments[segments.length - 1]!.name}` : 'no segment';
   throw new PgfError('RESTORE_TARGET', `${what} is not in the archived WAL reachable from any backup (${range}): check the name or id, and that archiving works (pgforever info)`);
+}
+
+/** The newest archived WAL segment: its name, when it was stored, and the LSN where it ends. */
+export async function newestArchivedSegment(repo: Repository): Promise<{ name: string; storedAt: Date; endLsn: bigint } | undefined> {
+  let newest: { name: string; modifiedMs: number } | undefined;
+  for await (const object of repo.storage.list(keys.wal)) {
+    const match = /^wal\/[0-9A-F]{8}\/([0-9A-F]{24})\.zst$/.exec(object.key);
+    // Later positions win; at the same position, the later timeline.
+    const position = (name: string) => name.slice(8) + name.slice(0, 8);
+    if (match && (newest === undefined || position(match[1]!) > position(newest.name))) {
+      newest = { name: match[1]!, modifiedMs: object.modifiedMs };
+    }
+  }
+  if (newest === undefined) return undefined;
+  const size = BigInt(repo.config.walSegmentSize);
+  return { name: newest.name, storedAt: new Date(newest.modifiedMs), endLsn: (segmentNumber(newest.name, repo.config.walSegmentSize) + 1n) * size };
 }
 
 /** How far back from the newest segment the last transaction end is looked for. */
