@@ -1,9 +1,9 @@
 /**
  * Where things lie in the archived WAL (a named restore point, a transaction's end, the last
- * transaction end, the newest segment), from the summaries archive-push stored with each segment; a segment stored
- * without one is read and summarised here. Knowing the position lets restore pick the newest backup
- * before it, and refuse a target the WAL does not hold before PostgreSQL replays everything to find
- * out.
+ * transaction end, the newest segment), from the summaries archive-push stored with each segment;
+ * a segment stored without one is read and summarised here. Knowing the position lets restore pick
+ * the newest backup before it, and refuse a target the WAL does not hold before PostgreSQL replays
+ * everything to find out.
  */
 import { PgfError, isPgfError } from '../errors/index.js';
 import { keys, type BackupManifest, type Repository } from '../repo/index.js';
