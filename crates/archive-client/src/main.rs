@@ -12,6 +12,10 @@
 //!   first segment there); exit once the daemon has the request, not when the file is fetched.
 //!
 //! Exit status: 0 done, 1 failed or not found (PostgreSQL retries or ends recovery), 2 usage.
+//!
+//! It is linked statically (`npm run build:archive-client`): dynamic linking took a third of the CPU
+//! of each of PostgreSQL's calls (`perf stat` of a usage error: 1.15 against 0.79 ms), and a static
+//! executable runs whatever the host's glibc.
 
 mod args;
 mod daemon;
