@@ -17,7 +17,7 @@ import { ServerConnection } from '../pg/server.js';
 import { checkArchiving, checkBackupPrivileges, checkDataDirectory } from '../pg/preflight.js';
 import { formatLsn, parseLsn, walSegmentName } from '../pg/lsn.js';
 import { openStorage } from '../storage/index.js';
-import { Repository, acquireLease, keys, waitForNoLease, type BackupManifest, type ManifestFile } from '../repo/index.js';
+import { Repository, acquireLease, backupIdAt, keys, waitForNoLease, type BackupManifest, type ManifestFile } from '../repo/index.js';
 import { listDataFiles, type DataEntry } from './files.js';
 import { ChunkBuffers, backupFile, type ParentFile } from './file.js';
 import { chooseDetection, parseTimelineHistory, type Detection, type TimelineSwitch } from './detection.js';
@@ -59,10 +59,6 @@ export interface BackupSummary {
 const chunkBytes = 8 * 1024 * 1024;
 /** Relation segment files hold 1 GiB: PostgreSQL's RELSEG_SIZE at the default 8 KiB block size. */
 const relationSegmentBytes = 1024 * 1024 * 1024;
-
-function backupIdAt(time: Date): string {
-  return time.toISOString().replace(/[-:]/g, '').replace(/\.(\d{3})Z$/, '$1Z');
-}
 
 function timelineHex(timeline: number): string {
   return timeline.toString(16).toUpperCase().padStart(8, '0');

@@ -5,4 +5,4 @@ export { ExtentReader, type FetchedExtents } from './extent-reader.js';
 export { acquireLease, liveLeases, waitForNoLease, type Lease, type LeaseKind, type LeaseRecord } from './leases.js';
 export { condemnedPacks, deleteGcMark, readGcMarks, writeGcMark, type GcMark } from './gc-marks.js';
 export { keys } from './objects.js';
-export type { BackupManifest, ManifestDatabase, ManifestFile, ManifestTablespace } from './manifest.js';
+export { backupIdAt, backupStartOf, type BackupManifest, type ManifestDatabase, type ManifestFile, type ManifestTablespace } from './manifest.js';

@@ -79,6 +79,19 @@ export async function readManifest(storage: Storage, id: string): Promise<Backup
   return manifest;
 }
 
+/** A backup's id: the time it started (PostgreSQL's clock), to the millisecond: `20261202T070500123Z`. */
+export function backupIdAt(time: Date): string {
+  return time.toISOString().replace(/[-:]/g, '').replace(/\.(\d{3})Z$/, '$1Z');
+}
+
+/** When the backup `id` started, in ms since the epoch; undefined for an id backupIdAt did not make. */
+export function backupStartOf(id: string): number | undefined {
+  const match = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(\d{3})Z$/.exec(id);
+  if (match === null) return undefined;
+  const [year, month, day, hour, minute, second, ms] = match.slice(1).map(Number) as [number, number, number, number, number, number, number];
+  return Date.UTC(year, month - 1, day, hour, minute, second, ms);
+}
+
 /** Backup ids in the repository, oldest first (ids sort by start time). */
 export async function listBackupIds(storage: Storage): Promise<string[]> {
   const ids: string[] = [];

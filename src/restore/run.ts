@@ -11,7 +11,7 @@ import { PgfError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import type { Settings } from '../config/index.js';
 import { openStorage } from '../storage/index.js';
-import { Repository, type BackupManifest, type ExtentReader, type ManifestFile } from '../repo/index.js';
+import { Repository, backupStartOf, type BackupManifest, type ExtentReader, type ManifestFile } from '../repo/index.js';
 import { formatLsn, parseLsn, walSegmentName } from '../pg/lsn.js';
 import { FileRestore, restoreFile, type ExtentSource, type FileRestoreResult } from './file.js';
 import { renderBackupManifest, type ManifestFile as PgManifestFile } from './backup-manifest.js';
@@ -128,22 +128,36 @@ function recordedAs(local: Stats | undefined, record: { size: number; mtimeMs: n
   return local !== undefined && local.isFile() && record.mtimeMs % 1000 !== 0 && local.size === record.size && Math.abs(local.mtimeMs - record.mtimeMs) < 0.001;
 }
 
-/** The newest backup that finished before the target (any backup for targets known only to WAL). */
-export function chooseBackup(manifests: readonly BackupManifest[], target: RecoveryTarget): BackupManifest {
-  const oldest = manifests[0];
-  if (oldest === undefined) throw new PgfError('RESTORE_NO_BACKUP', 'the repository holds no backup: run pgforever backup first');
-  const window = `backups cover ${oldest.stopTime} (${oldest.stopLsn}) onwards`;
-  let candidates = [...manifests];
+/** Whether `manifest` finished before the target (any backup does for targets known only to WAL). */
+function finishedBefore(manifest: BackupManifest, target: RecoveryTarget): boolean {
+  if (target.kind === 'time') return Date.parse(manifest.stopTime) <= parseTargetTime(target.value).ms;
+  if (target.kind === 'lsn') return parseLsn(manifest.stopLsn) <= parseLsn(target.value);
+  return true;
+}
+
+/**
+ * The newest backup that finished before the target. Manifests are read newest first, 1, then 4,
+ * then 16 at a time, only as far as the choice needs: a repository may keep hundreds of backups,
+ * each with a file list, and a restore should not wait on all of them. For a time target, backups
+ * that started after it are passed over unread (ids are start times, and a backup finishes after
+ * it starts, both on PostgreSQL's clock).
+ */
+export async function chooseBackup(ids: readonly string[], manifestOf: (id: string) => Promise<BackupManifest>, target: RecoveryTarget): Promise<BackupManifest> {
+  const oldestId = ids[0];
+  if (oldestId === undefined) throw new PgfError('RESTORE_NO_BACKUP', 'the repository holds no backup: run pgforever backup first');
+  let end = ids.length;
   if (target.kind === 'time') {
     const at = parseTargetTime(target.value).ms;
-    candidates = manifests.filter((m) => Date.parse(m.stopTime) <= at);
-    if (candidates.length === 0) throw new PgfError('RESTORE_TARGET', `target time ${target.value} is before the oldest backup finished: ${window}`);
-  } else if (target.kind === 'lsn') {
-    const at = parseLsn(target.value);
-    candidates = manifests.filter((m) => parseLsn(m.stopLsn) <= at);
-    if (candidates.length === 0) throw new PgfError('RESTORE_TARGET', `target LSN ${target.value} is before the oldest backup finished: ${window}`);
+    while (end > 0 && (backupStartOf(ids[end - 1]!) ?? -Infinity) > at) end -= 1;
   }
-  return candidates.at(-1)!;
+  for (let batch = 1; end > 0; batch = Math.min(batch * 4, 16)) {
+    const newer = await Promise.all(ids.slice(Math.max(0, end - batch), end).map(manifestOf));
+    for (const manifest of newer.reverse()) if (finishedBefore(manifest, target)) return manifest;
+    end -= newer.length;
+  }
+  const oldest = await manifestOf(oldestId);
+  const what = target.kind === 'time' ? `target time ${target.value}` : target.kind === 'lsn' ? `target LSN ${target.value}` : 'the target';
+  throw new PgfError('RESTORE_TARGET', `${what} is before the oldest backup finished: backups cover ${oldest.stopTime} (${oldest.stopLsn}) onwards`);
 }
 
 /** Refuses a time or LSN target past the newest archived WAL: recovery could never reach it. */
@@ -273,14 +287,13 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
         }
       }
     } else {
-      const all = await Promise.all(ids.map(manifestOf));
       // A restore point or transaction is chosen by where the archived WAL has it.
       let byPosition: RecoveryTarget = target;
-      if ((target.kind === 'xid' || target.kind === 'name') && all.length > 0) {
+      if ((target.kind === 'xid' || target.kind === 'name') && ids.length > 0) {
         const { locateTarget } = await import('../wal/positions.js');
-        byPosition = { kind: 'lsn', value: formatLsn(await locateTarget(repo, target, all)) };
+        byPosition = { kind: 'lsn', value: formatLsn(await locateTarget(repo, target, await Promise.all(ids.map(manifestOf)))) };
       }
-      manifest = chooseBackup(all, byPosition);
+      manifest = await chooseBackup(ids, manifestOf, byPosition);
     }
     await checkTargetArchived(repo, request.target);
     log.info({ backup: manifest.id, pgdata }, 'restore started');
