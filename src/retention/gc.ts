@@ -208,7 +208,8 @@ export async function sweepGarbage(repo: Repository, log: Logger, options: { gra
     const needed = new Map<string, Buffer>();
     await mapLimit([...usedLists], options.parallel, async (listId) => {
       for (const id of await repo.readExtentList(listId)) {
-        if (id !== null && !reusable.has(id)) needed.set(id.toString('hex'), id);
+        // A copy: the id is a view that would keep its whole list in memory.
+        if (id !== null && !reusable.has(id)) needed.set(id.toString('hex'), Buffer.from(id));
       }
     });
     const rescued: IndexEntry[] = [];
