@@ -160,6 +160,44 @@ export async function chooseBackup(ids: readonly string[], manifestOf: (id: stri
   throw new PgfError('RESTORE_TARGET', `${what} is before the oldest backup finished: backups cover ${oldest.stopTime} (${oldest.stopLsn}) onwards`);
 }
 
+/** The backup a directory was last restored from, by the WAL range of the backup_manifest restore wrote. */
+async function restoredWalStart(pgdata: string): Promise<{ timeline: number; startLsn: string } | undefined> {
+  const handle = await open(join(pgdata, 'backup_manifest'), 'r').catch(() => undefined);
+  if (handle === undefined) return undefined;
+  try {
+    // WAL-Ranges come after the file list, at the end: a cluster of many files has a long manifest.
+    const { size } = await handle.stat();
+    const tail = Buffer.alloc(Math.min(size, 64 * 1024));
+    await handle.read(tail, 0, tail.length, size - tail.length);
+    const match = /"WAL-Ranges":\s*\[\s*\{\s*"Timeline":\s*(\d+),\s*"Start-LSN":\s*"([0-9A-F]+\/[0-9A-F]+)"/.exec(tail.toString('utf8'));
+    return match === null ? undefined : { timeline: Number(match[1]), startLsn: match[2]! };
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * The other backups whose file records a --delta restore compares local files with. In a directory
+ * pgforever restored, the backup_manifest it wrote names the backup restored: every file untouched
+ * since is as that backup recorded it, and one PostgreSQL changed since matches no backup's record.
+ * That backup (looked for newest first) and the two newest are then enough, however many the
+ * repository keeps; any other directory is compared with every backup. Comparing with fewer only
+ * means rewriting more: a file is trusted by its size and sub-second mtime, whichever record has them.
+ */
+export async function deltaReferences(pgdata: string, ids: readonly string[], manifestOf: (id: string) => Promise<BackupManifest>, chosen: string): Promise<BackupManifest[]> {
+  const others = ids.filter((id) => id !== chosen);
+  const restored = await restoredWalStart(pgdata);
+  if (restored !== undefined) {
+    for (let end = ids.length, batch = 1; end > 0; batch = Math.min(batch * 4, 16)) {
+      const newer = await Promise.all(ids.slice(Math.max(0, end - batch), end).map(manifestOf));
+      const found = newer.find((m) => m.timeline === restored.timeline && m.startLsn === restored.startLsn);
+      if (found !== undefined) return Promise.all([...new Set([...others.slice(-2), found.id])].filter((id) => id !== chosen).map(manifestOf));
+      end -= newer.length;
+    }
+  }
+  return mapLimit(others, 8, manifestOf);
+}
+
 /** Refuses a time or LSN target past the newest archived WAL: recovery could never reach it. */
 async function checkTargetArchived(repo: Repository, target: RecoveryTarget): Promise<void> {
   if (target.kind !== 'time' && target.kind !== 'lsn') return;
@@ -339,12 +377,7 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
     // --delta: what other backups recorded for each path, to recognise a file one of them restored.
     const recordedElsewhere = new Map<string, { size: number; mtimeMs: number; extents: string }[]>();
     if (request.delta) {
-      const others = await mapLimit(
-        ids.filter((id) => id !== manifest.id),
-        8,
-        manifestOf,
-      );
-      for (const other of others) {
+      for (const other of await deltaReferences(pgdata, ids, manifestOf, manifest.id)) {
         for (const f of other.files) {
           if (f.kind !== 'file' || f.extents === undefined) continue;
           const list = recordedElsewhere.get(f.path) ?? [];
