@@ -201,10 +201,11 @@ export async function deltaReferences(pgdata: string, ids: readonly string[], ma
 /** Refuses a time or LSN target past the newest archived WAL: recovery could never reach it. */
 async function checkTargetArchived(repo: Repository, target: RecoveryTarget): Promise<void> {
   if (target.kind !== 'time' && target.kind !== 'lsn') return;
-  const { lastArchivedTransaction, newestArchivedSegment } = await import('../wal/positions.js');
+  const { archivedSegments, lastArchivedTransaction, newestArchivedSegment } = await import('../wal/positions.js');
+  const segments = await archivedSegments(repo);
   if (target.kind === 'time') {
     // Times are kept to the millisecond: only a target past the last one's millisecond is refused.
-    const last = await lastArchivedTransaction(repo);
+    const last = await lastArchivedTransaction(repo, segments);
     if (last !== undefined && parseTargetTime(target.value).ms > Date.parse(last.time)) {
       throw new PgfError(
         'RESTORE_TARGET',
@@ -212,7 +213,7 @@ async function checkTargetArchived(repo: Repository, target: RecoveryTarget): Pr
       );
     }
   }
-  const newest = await newestArchivedSegment(repo);
+  const newest = await newestArchivedSegment(repo, segments);
   const window = newest ? `the recoverable window ends with segment ${newest.name} (stored ${isoUtc(newest.storedAt.getTime())}, up to LSN ${formatLsn(newest.endLsn)})` : 'no WAL is archived';
   if (target.kind === 'time' && (newest === undefined || parseTargetTime(target.value).ms > newest.storedAt.getTime())) {
     throw new PgfError('RESTORE_TARGET', `target time ${target.value} is beyond the archived WAL: ${window}; check archiving (pgforever info) or pick an earlier target`);

@@ -87,20 +87,30 @@ export async function locateTarget(repo: Repository, target: { kind: 'xid' | 'na
   throw new PgfError('RESTORE_TARGET', `${what} is not in the archived WAL reachable from any backup (${range}): check the name or id, and that archiving works (pgforever info)`);
 }
 
-/** The newest archived WAL segment: its name, when it was stored, and the LSN where it ends. */
-export async function newestArchivedSegment(repo: Repository): Promise<{ name: string; storedAt: Date; endLsn: bigint } | undefined> {
-  let newest: { name: string; modifiedMs: number } | undefined;
+/** An archived segment (not a .partial) as listed. */
+export interface ArchivedSegment extends SegmentObject {
+  modifiedMs: number;
+}
+
+/**
+ * The archived segments, newest first (at one position, the later timeline first). One listing of
+ * the WAL serves both checks of a restore to a time: on S3 it costs a request per 1000 segments.
+ */
+export async function archivedSegments(repo: Repository): Promise<ArchivedSegment[]> {
+  const segmentSize = repo.config.walSegmentSize;
+  const segments: ArchivedSegment[] = [];
   for await (const object of repo.storage.list(keys.wal)) {
     const match = /^wal\/[0-9A-F]{8}\/([0-9A-F]{24})\.zst$/.exec(object.key);
-    // Later positions win; at the same position, the later timeline.
-    const position = (name: string) => name.slice(8) + name.slice(0, 8);
-    if (match && (newest === undefined || position(match[1]!) > position(newest.name))) {
-      newest = { name: match[1]!, modifiedMs: object.modifiedMs };
-    }
+    if (match) segments.push({ key: object.key, size: object.size, name: match[1]!, number: segmentNumber(match[1]!, segmentSize), modifiedMs: object.modifiedMs });
   }
+  return segments.sort((a, b) => (a.number === b.number ? (a.name < b.name ? 1 : -1) : a.number < b.number ? 1 : -1));
+}
+
+/** The newest archived WAL segment: its name, when it was stored, and the LSN where it ends. */
+export async function newestArchivedSegment(repo: Repository, segments?: readonly ArchivedSegment[]): Promise<{ name: string; storedAt: Date; endLsn: bigint } | undefined> {
+  const newest = (segments ?? (await archivedSegments(repo)))[0];
   if (newest === undefined) return undefined;
-  const size = BigInt(repo.config.walSegmentSize);
-  return { name: newest.name, storedAt: new Date(newest.modifiedMs), endLsn: (segmentNumber(newest.name, repo.config.walSegmentSize) + 1n) * size };
+  return { name: newest.name, storedAt: new Date(newest.modifiedMs), endLsn: (newest.number + 1n) * BigInt(repo.config.walSegmentSize) };
 }
 
 /** How far back from the newest segment the last transaction end is looked for. */
@@ -111,15 +121,11 @@ const lastTransactionSearchSegments = 512;
  * when the newest segments hold none. Recovery to a time stops at the first transaction that ended
  * after it: a time after the last one can never be reached.
  */
-export async function lastArchivedTransaction(repo: Repository): Promise<{ time: string; lsn: string; segment: string } | undefined> {
-  const segmentSize = repo.config.walSegmentSize;
-  const segments: SegmentObject[] = [];
-  for await (const object of repo.storage.list(keys.wal)) {
-    const match = /^wal\/[0-9A-F]{8}\/([0-9A-F]{24})\.zst$/.exec(object.key);
-    if (match) segments.push({ key: object.key, size: object.size, name: match[1]!, number: segmentNumber(match[1]!, segmentSize) });
-  }
-  segments.sort((a, b) => (a.number === b.number ? (a.name < b.name ? 1 : -1) : a.number < b.number ? 1 : -1));
-  const recent = segments.slice(0, lastTransactionSearchSegments);
+export async function lastArchivedTransaction(
+  repo: Repository,
+  segments?: readonly ArchivedSegment[],
+): Promise<{ time: string; lsn: string; segment: string } | undefined> {
+  const recent = (segments ?? (await archivedSegments(repo))).slice(0, lastTransactionSearchSegments);
   // The newest segment nearly always ends a transaction, and a busy segment's description lists
   // tens of thousands (pgbench: 42350 in one, 2.4 MB of JSON; 16 such took 0.63 s to read, one
   // 0.05 s): one is read, then 4 at a time, then 16.
