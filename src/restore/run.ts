@@ -12,12 +12,13 @@ import type { Logger } from '../log/index.js';
 import type { Settings } from '../config/index.js';
 import { openStorage } from '../storage/index.js';
 import { Repository, backupStartOf, type BackupManifest, type ExtentReader, type ManifestFile } from '../repo/index.js';
-import { formatLsn, parseLsn, walSegmentName } from '../pg/lsn.js';
+import { formatLsn, parseLsn, walSegmentName, type Lsn } from '../pg/lsn.js';
 import { FileRestore, restoreFile, type ExtentSource, type FileRestoreResult } from './file.js';
 import { renderBackupManifest, type ManifestFile as PgManifestFile } from './backup-manifest.js';
 import { EXTENT_BYTES, alignedBuffer, crc32cAppend } from '../native/index.js';
 import { DIRECT_IO_ALIGNMENT } from '../storage/file-writes.js';
 import { parseTargetTime, withRecoverySettings, type RecoveryOptions, type RecoveryTarget } from './recovery.js';
+import { firstFound } from '../concurrency/first-found.js';
 import { mapLimit } from '../concurrency/map-limit.js';
 import { readAhead } from '../concurrency/read-ahead.js';
 import { isoUtc } from '../time/utc.js';
@@ -136,11 +137,11 @@ function finishedBefore(manifest: BackupManifest, target: RecoveryTarget): boole
 }
 
 /**
- * The newest backup that finished before the target. Manifests are read newest first, 1, then 4,
- * then 16 at a time, only as far as the choice needs: a repository may keep hundreds of backups,
- * each with a file list, and a restore should not wait on all of them. For a time target, backups
- * that started after it are passed over unread (ids are start times, and a backup finishes after
- * it starts, both on PostgreSQL's clock).
+ * The newest backup that finished before the target. Manifests are read newest first, only as far
+ * as the choice needs: a repository may keep hundreds of backups, each with a file list, and a
+ * restore should not wait on all of them. For a time target, backups that started after it are
+ * passed over unread: ids are start times, and a backup finishes after it starts, both on
+ * PostgreSQL's clock (unless that clock steps back during a backup).
  */
 export async function chooseBackup(ids: readonly string[], manifestOf: (id: string) => Promise<BackupManifest>, target: RecoveryTarget): Promise<BackupManifest> {
   const oldestId = ids[0];
@@ -150,29 +151,33 @@ export async function chooseBackup(ids: readonly string[], manifestOf: (id: stri
     const at = parseTargetTime(target.value).ms;
     while (end > 0 && (backupStartOf(ids[end - 1]!) ?? -Infinity) > at) end -= 1;
   }
-  for (let batch = 1; end > 0; batch = Math.min(batch * 4, 16)) {
-    const newer = await Promise.all(ids.slice(Math.max(0, end - batch), end).map(manifestOf));
-    for (const manifest of newer.reverse()) if (finishedBefore(manifest, target)) return manifest;
-    end -= newer.length;
-  }
+  const chosen = await firstFound(ids.slice(0, end).reverse(), async (id) => {
+    const manifest = await manifestOf(id);
+    return finishedBefore(manifest, target) ? manifest : undefined;
+  });
+  if (chosen !== undefined) return chosen;
   const oldest = await manifestOf(oldestId);
   const what = target.kind === 'time' ? `target time ${target.value}` : target.kind === 'lsn' ? `target LSN ${target.value}` : 'the target';
   throw new PgfError('RESTORE_TARGET', `${what} is before the oldest backup finished: backups cover ${oldest.stopTime} (${oldest.stopLsn}) onwards`);
 }
 
-/** The backup a directory was last restored from, by the WAL range of the backup_manifest restore wrote. */
-async function restoredWalStart(pgdata: string): Promise<{ timeline: number; startLsn: string } | undefined> {
-  const handle = await open(join(pgdata, 'backup_manifest'), 'r').catch(() => undefined);
-  if (handle === undefined) return undefined;
+/** Where the WAL of the backup a directory was last restored from starts, by the backup_manifest restore wrote there. */
+async function restoredWalStart(pgdata: string): Promise<{ timeline: number; startLsn: Lsn } | undefined> {
   try {
-    // WAL-Ranges come after the file list, at the end: a cluster of many files has a long manifest.
-    const { size } = await handle.stat();
-    const tail = Buffer.alloc(Math.min(size, 64 * 1024));
-    await handle.read(tail, 0, tail.length, size - tail.length);
-    const match = /"WAL-Ranges":\s*\[\s*\{\s*"Timeline":\s*(\d+),\s*"Start-LSN":\s*"([0-9A-F]+\/[0-9A-F]+)"/.exec(tail.toString('utf8'));
-    return match === null ? undefined : { timeline: Number(match[1]), startLsn: match[2]! };
-  } finally {
-    await handle.close();
+    const handle = await open(join(pgdata, 'backup_manifest'), 'r');
+    try {
+      // WAL-Ranges come after the file list, at the end: a cluster of many files has a long manifest.
+      const { size } = await handle.stat();
+      const tail = Buffer.alloc(Math.min(size, 64 * 1024));
+      const { bytesRead } = await handle.read(tail, 0, tail.length, size - tail.length);
+      const match = /"WAL-Ranges":\s*\[\s*\{\s*"Timeline":\s*(\d+),\s*"Start-LSN":\s*"([0-9A-F]+\/[0-9A-F]+)"/.exec(tail.toString('utf8', 0, bytesRead));
+      return match === null ? undefined : { timeline: Number(match[1]), startLsn: parseLsn(match[2]!) };
+    } finally {
+      await handle.close();
+    }
+  } catch {
+    // No manifest, or one that cannot be read: the restore compares with every backup instead.
+    return undefined;
   }
 }
 
@@ -182,20 +187,23 @@ async function restoredWalStart(pgdata: string): Promise<{ timeline: number; sta
  * since is as that backup recorded it, and one PostgreSQL changed since matches no backup's record.
  * That backup (looked for newest first) and the two newest are then enough, however many the
  * repository keeps; any other directory is compared with every backup. Comparing with fewer only
- * means rewriting more: a file is trusted by its size and sub-second mtime, whichever record has them.
+ * means rewriting more: a file is trusted by its size and sub-second mtime, whichever record has
+ * them. So a manifest that cannot be read (expired meanwhile, damaged) is left out, not an error.
  */
 export async function deltaReferences(pgdata: string, ids: readonly string[], manifestOf: (id: string) => Promise<BackupManifest>, chosen: string): Promise<BackupManifest[]> {
+  const readable = (id: string) => manifestOf(id).catch(() => undefined);
+  const read = async (some: readonly string[]) => (await mapLimit(some, 8, readable)).filter((m): m is BackupManifest => m !== undefined);
   const others = ids.filter((id) => id !== chosen);
   const restored = await restoredWalStart(pgdata);
-  if (restored !== undefined) {
-    for (let end = ids.length, batch = 1; end > 0; batch = Math.min(batch * 4, 16)) {
-      const newer = await Promise.all(ids.slice(Math.max(0, end - batch), end).map(manifestOf));
-      const found = newer.find((m) => m.timeline === restored.timeline && m.startLsn === restored.startLsn);
-      if (found !== undefined) return Promise.all([...new Set([...others.slice(-2), found.id])].filter((id) => id !== chosen).map(manifestOf));
-      end -= newer.length;
-    }
-  }
-  return mapLimit(others, 8, manifestOf);
+  const found =
+    restored === undefined
+      ? undefined
+      : await firstFound([...ids].reverse(), async (id) => {
+          const manifest = await readable(id);
+          return manifest?.timeline === restored.timeline && parseLsn(manifest.startLsn) === restored.startLsn ? manifest : undefined;
+        });
+  if (found === undefined) return read(others);
+  return read([...new Set([...others.slice(-2), found.id])].filter((id) => id !== chosen));
 }
 
 /** Refuses a time or LSN target past the newest archived WAL: recovery could never reach it. */

@@ -205,11 +205,10 @@ export async function sweepGarbage(repo: Repository, log: Logger, options: { gra
 
     // Extents the recent backups use that only condemned packs hold.
     const reusable = await repo.loadIndex({ forReuse: true });
-    const needed = new Map<string, Buffer>();
+    const needed = new Set<string>();
     await mapLimit([...usedLists], options.parallel, async (listId) => {
       for (const id of await repo.readExtentList(listId)) {
-        // A copy: the id is a view that would keep its whole list in memory.
-        if (id !== null && !reusable.has(id)) needed.set(id.toString('hex'), Buffer.from(id));
+        if (id !== null && !reusable.has(id)) needed.add(id.toString('hex'));
       }
     });
     const rescued: IndexEntry[] = [];

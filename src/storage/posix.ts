@@ -121,14 +121,17 @@ export class PosixStorage implements Storage {
     for (const entry of entries) {
       if (entry.isDirectory()) await this.walk(join(dir, entry.name), objects, temporaries);
     }
-    // Files are stat'ed many at a time: one after another, 20000 WAL objects took 1.9-2.8 s to
-    // list, 256 at a time 0.35 s (the libuv pool's threads work in parallel, and so does NFS).
+    // Files are stat'ed many at a time, so that libuv's threads (and NFS) work in parallel: one
+    // after another, 20000 WAL objects took 2.5-2.8 s to list, 256 at a time 0.47-0.56 s.
     const files = entries.filter((entry) => entry.isFile());
-    for (let at = 0; at < files.length; at += listStatBatch) {
-      const stats = await Promise.all(
+    const statOf = (path: string) =>
+      stat(path).catch((err: unknown) => {
         // A file can vanish between readdir and stat (a delete, a temporary renamed into place).
-        files.slice(at, at + listStatBatch).map((entry) => stat(join(dir, entry.name)).catch(() => undefined)),
-      );
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+        throw storageError(err, 'list', path, this.root);
+      });
+    for (let at = 0; at < files.length; at += listStatBatch) {
+      const stats = await Promise.all(files.slice(at, at + listStatBatch).map((entry) => statOf(join(dir, entry.name))));
       stats.forEach((st, i) => {
         const name = files[at + i]!.name;
         if (st?.isFile()) (name.includes(temporaryMarker) ? temporaries : objects).push({ path: join(dir, name), size: st.size, modifiedMs: st.mtimeMs });

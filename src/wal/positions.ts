@@ -8,6 +8,7 @@
 import { PgfError, isPgfError } from '../errors/index.js';
 import { keys, type BackupManifest, type Repository } from '../repo/index.js';
 import { parseLsn, type Lsn } from '../pg/lsn.js';
+import { firstFound } from '../concurrency/first-found.js';
 import { mapLimit } from '../concurrency/map-limit.js';
 import { parseWalFileName, segmentNumber } from './names.js';
 import { decodeWalObject, loadWalDescription } from './repository.js';
@@ -128,16 +129,10 @@ export async function lastArchivedTransaction(
   const recent = (segments ?? (await archivedSegments(repo))).slice(0, lastTransactionSearchSegments);
   // The newest segment nearly always ends a transaction, and a busy segment's description lists
   // tens of thousands (pgbench: 42350 in one, 2.4 MB of JSON; 16 such took 0.63 s to read, one
-  // 0.05 s): one is read, then 4 at a time, then 16.
-  for (let at = 0, batchSize = 1; at < recent.length; at += batchSize, batchSize = Math.min(batchSize * 4, searchBatch)) {
-    const batch = recent.slice(at, at + batchSize);
-    const found = await mapLimit(batch, batchSize, async (segment) => {
-      const summary = (await loadWalDescription(repo, segment.key, segment.size)).summary;
-      const last = summary?.transactions.at(-1);
-      return last === undefined ? undefined : { time: last[3], lsn: last[0], segment: segment.name };
-    });
-    const newest = found.find((f) => f !== undefined);
-    if (newest !== undefined) return newest;
-  }
-  return undefined;
+  // 0.05 s): the search reads one, then a few at a time.
+  return firstFound(recent, async (segment) => {
+    const summary = (await loadWalDescription(repo, segment.key, segment.size)).summary;
+    const last = summary?.transactions.at(-1);
+    return last === undefined ? undefined : { time: last[3], lsn: last[0], segment: segment.name };
+  });
 }

@@ -85,6 +85,14 @@ describe('chooseBackup', () => {
     }
   });
 
+  it('reads on past an id that is not a start time (it might have finished before the target)', async () => {
+    const { ids, manifests } = repository();
+    const manual = { ...manifests.get(ids[39]!)!, id: 'zz-manual', stopTime: new Date(base + 2 * hour).toISOString() } as BackupManifest;
+    const target = { kind: 'time', value: new Date(base + 5 * hour).toISOString() } as const;
+    const chosen = await chooseBackup([...ids, manual.id], async (id) => (id === manual.id ? manual : manifests.get(id)!), target);
+    expect(chosen.id).toBe('zz-manual');
+  });
+
   it('refuses a target before the oldest backup finished, saying what the backups cover', async () => {
     await expect(choose({ kind: 'time', value: new Date(base + 9 * 60_000).toISOString() })).rejects.toMatchObject({
       code: 'RESTORE_TARGET',
