@@ -4,7 +4,8 @@
  * Mark: every extent and extent list a manifest references is live. Packs with no live extent, and
  * packs mostly dead (their live extents are first copied into new packs), are condemned together
  * with unreferenced extent lists, in a mark object. Index deltas naming a condemned pack are replaced
- * by deltas without it. Nothing is deleted. From then on backups do not reuse condemned extents.
+ * by deltas without it, and past `consolidateDeltasAbove` deltas the small ones are merged into one
+ * too. Nothing is deleted. From then on backups do not reuse condemned extents.
  *
  * Sweep, once a mark is older than the grace period, and only while no backup runs (the sweep and
  * backups exclude each other through leases): manifests written since the mark are checked again, a
@@ -34,6 +35,14 @@ import { acquireLease } from '../repo/index.js';
 import { decodeIndexDelta } from '../repo/extent-index.js';
 import { readSealed } from '../repo/objects.js';
 import { mapLimit } from '../concurrency/map-limit.js';
+
+/**
+ * Every backup writes an index delta, and every restore and backup reads them all, a request each
+ * on S3: past this many, a mark merges the small ones into one.
+ */
+const consolidateDeltasAbove = 16;
+/** The most index entries one merge holds in memory (about 150 bytes each): a full backup's delta of a large cluster stays as it is. */
+const consolidatedEntriesAtMost = 500_000;
 
 export interface MarkOptions {
   /** Packs whose live bytes are below this share of their size are repacked. */
@@ -143,12 +152,17 @@ export async function markGarbage(repo: Repository, log: Logger, options: MarkOp
   summary.packsCondemned = dead.length;
   summary.bytesCondemned = dead.reduce((n, p) => n + p.size, 0);
 
-  // Deltas that name a condemned pack are replaced by one holding their other entries.
+  // Deltas that name a condemned pack are replaced by one holding their other entries, and so are
+  // the small ones when there are many.
   const replaced: string[] = [];
   const kept: IndexEntry[] = [];
+  let merged = 0;
   for (const delta of deltas) {
     const entries = decodeIndexDelta(await readSealed(storage, keys.indexDelta(delta)));
-    if (!entries.some((e) => condemned.has(e.pack))) continue;
+    const namesCondemned = entries.some((e) => condemned.has(e.pack));
+    const mergeable = deltas.length > consolidateDeltasAbove && merged + entries.length <= consolidatedEntriesAtMost;
+    if (!namesCondemned && !mergeable) continue;
+    if (!namesCondemned) merged += entries.length;
     replaced.push(delta);
     for (const e of entries) if (!condemned.has(e.pack) && !alreadyPacks.has(e.pack)) kept.push(e);
   }

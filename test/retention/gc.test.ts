@@ -93,4 +93,40 @@ describe.each(backends)('garbage collection on %s', (_backend, openBackend) => {
     expect(again.mark).toBeUndefined();
     await storage.close();
   });
+
+  it('merges many index deltas into one, every extent still found', async () => {
+    const storage = await openBackend();
+    const repo = await Repository.init(storage, { systemIdentifier: '7000000000000000001', pgMajor: 15, walSegmentSize: 16 << 20, blockSize: 8192, compressLevel: 1 });
+    // 20 backups' worth: a pack and an index delta each.
+    const groups: Extent[][] = [];
+    for (let i = 0; i < 20; i++) {
+      const group = await extents(repo, 2);
+      const writer = repo.packWriter(await repo.loadIndex({ forReuse: true }));
+      await writer.add(group);
+      await repo.recordIndex(await writer.finish());
+      groups.push(group);
+    }
+    const all = groups.flat();
+    await repo.writeManifest(manifest('20260101T000000000Z', [await repo.writeExtentList(all.map((e) => e.id))]));
+    const deltas = async () => {
+      const found: string[] = [];
+      for await (const o of storage.list(keys.index)) found.push(o.key);
+      return found;
+    };
+    expect(await deltas()).toHaveLength(20);
+
+    const mark = await markGarbage(repo, log, { repackBelow: 0.5, parallel: 2 });
+    expect(mark.packsCondemned).toBe(0);
+    expect(mark.indexDeltasReplaced).toBe(20);
+    const sweep = await sweepGarbage(repo, log, { graceMs: 0, parallel: 4 });
+    expect(sweep.indexDeltasDeleted).toBe(20);
+    expect(await deltas()).toHaveLength(1);
+
+    const index = await repo.loadIndex({ forReuse: false });
+    const { extents: raws } = await repo.extentReader(index, { parallel: 2 }).fetch(all.map((e) => e.id));
+    raws.forEach((raw, i) => expect(raw.equals(all[i]!.raw)).toBe(true));
+    // Below the threshold now: nothing more to merge.
+    expect((await markGarbage(repo, log, { repackBelow: 0.5, parallel: 2 })).mark).toBeUndefined();
+    await storage.close();
+  });
 });
