@@ -6,6 +6,7 @@
 //   REPEAT=3            rounds of the noisy figures (full backup, restore, archive drain); medians
 //   WORKLOAD_SECONDS=60 length of each workload before an incremental
 //   PITR_SECONDS=10     workload written after the newest backup, recovered by the PITR restore
+//   RESTORE_BACKUPS=0   more small incremental backups each tool takes before the restores (a repository with many)
 //   DRAIN_SEGMENTS=100  archive drain backlog;  DRAIN_WAL=realistic (or pgbench): what the WAL holds
 //   DRAIN_COMMANDS=...  a comma list of the archive commands drained (default all: true,zstd,pgbackrest-sync,pgbackrest-async,pgforever)
 //   MONTH_DAYS=30       simulated days;  PROCESS_MAX=2 processes for both tools
@@ -58,6 +59,7 @@ function settings() {
     repeat: Math.max(1, int('REPEAT', 3)),
     workloadSeconds: Math.max(1, int('WORKLOAD_SECONDS', 60)),
     pitrSeconds: Math.max(1, int('PITR_SECONDS', 10)),
+    restoreBackups: int('RESTORE_BACKUPS', 0),
     drainSegments: Math.max(1, int('DRAIN_SEGMENTS', 100)),
     drainWal,
     drainCommands,
@@ -74,6 +76,7 @@ function commandLine(cfg) {
   const env = [`SCALE=${cfg.scale}`, `BENCH=${cfg.figures.length === FIGURES.length ? 'all' : cfg.figures.join(',')}`, `REPEAT=${cfg.repeat}`];
   if (cfg.workloadSeconds !== 60) env.push(`WORKLOAD_SECONDS=${cfg.workloadSeconds}`);
   if (cfg.pitrSeconds !== 10) env.push(`PITR_SECONDS=${cfg.pitrSeconds}`);
+  if (cfg.restoreBackups !== 0) env.push(`RESTORE_BACKUPS=${cfg.restoreBackups}`);
   if (cfg.drainSegments !== 100) env.push(`DRAIN_SEGMENTS=${cfg.drainSegments}`);
   if (cfg.drainWal !== 'realistic') env.push(`DRAIN_WAL=${cfg.drainWal}`);
   if (cfg.drainCommands.length !== DRAIN_COMMANDS.length) env.push(`DRAIN_COMMANDS=${cfg.drainCommands.join(',')}`);

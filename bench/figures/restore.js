@@ -1,6 +1,8 @@
 // Restores on the pgbench cluster: a full restore of the same backup by each tool, a --delta restore
 // over that directory after ~1% of the data changed (and a new backup), and time-to-usable-data for a
 // point-in-time restore: restore + start + recovery to the target + promotion, until a query succeeds.
+// RESTORE_BACKUPS adds that many small incremental backups by each tool first, so that every restore
+// finds a repository with many backups (each backup it does not restore is one it may still read).
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Cluster, freePort, waitFor } from '../lib/cluster.js';
@@ -83,6 +85,14 @@ export async function restores(ctx) {
   const world = await useCluster('pgbench', ctx);
   await ensureBackups(world);
   const target = (tool) => join(world.dir, `restore-${tool}`);
+  if (ctx.cfg.restoreBackups > 0) {
+    log(`restore: ${ctx.cfg.restoreBackups} more small backups by each tool`);
+    await world.archiveTo('pgbackrest');
+    for (let i = 0; i < ctx.cfg.restoreBackups; i++) {
+      await world.cluster.query('INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) SELECT 1, 1, g, 0, now() FROM generate_series(1, 1000) g');
+      for (const tool of TOOLS) await measureBackup(world, tool, 'incr');
+    }
+  }
   const from = Object.fromEntries(TOOLS.map((t) => [t, world.backups[t].at(-1)]));
 
   // ~1% of the data changed and a new backup by each tool: what --delta brings a directory to.
@@ -140,7 +150,7 @@ export async function restores(ctx) {
   for (const tool of TOOLS) rmSync(target(tool), { recursive: true, force: true });
 
   const pick = (samples, reason) => (samples.length > 0 ? medianOf(samples) : { reason: reason ?? 'not measured' });
-  const result = { rounds: ctx.cfg.repeat, databaseBytes: world.databaseBytes, pitrSeconds: ctx.cfg.pitrSeconds, deltaBackup };
+  const result = { rounds: ctx.cfg.repeat, databaseBytes: world.databaseBytes, pitrSeconds: ctx.cfg.pitrSeconds, deltaBackup, backups: Object.fromEntries(TOOLS.map((t) => [t, world.backups[t].length])) };
   for (const tool of TOOLS) {
     result[tool] = {
       full: pick(full[tool], reasons[tool]),

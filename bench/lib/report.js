@@ -234,6 +234,9 @@ export function renderRestore(r, meta) {
     `Each restore starts ${cache(meta)}; the pgBackRest rows restore from the repository with that incremental type. Ratios below 1`,
     'mean pgforever is faster.',
   );
+  if (r.backups !== undefined) {
+    out.push('', `Backups in each repository when the PITR restores ran: ${TOOLS.map((tool) => `${TOOL_LABEL[tool]} ${r.backups[tool]}`).join(', ')}.`);
+  }
   return out.join('\n');
 }
 
