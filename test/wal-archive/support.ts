@@ -47,12 +47,10 @@ export async function daemonPid(spool: string): Promise<number | undefined> {
   const last = starts.at(-1);
   if (last === undefined) return undefined;
   const pid = (JSON.parse(last) as { pid: number }).pid;
-  try {
-    process.kill(pid, 0);
-    return pid;
-  } catch {
-    return undefined;
-  }
+  // A killed daemon nobody has reaped yet is a zombie: it still has a /proc entry but serves nothing.
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+  const state = stat?.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  return state === undefined || state === 'Z' || state === 'X' ? undefined : pid;
 }
 
 /** Connections accepted on a unix socket path right now (from /proc/net/unix, state connected). */
