@@ -67,6 +67,7 @@ async function fsyncDirectory(path: string): Promise<void> {
 
 interface Entry {
   path: string;
+  key: string;
   size: number;
   modifiedMs: number;
 }
@@ -108,8 +109,12 @@ export class PosixStorage implements Storage {
     return relative(this.root, path).split(sep).join('/');
   }
 
-  /** Every file under `dir`, sorted into objects and temporaries. */
-  private async walk(dir: string, objects: Entry[], temporaries: Entry[]): Promise<void> {
+  /**
+   * Every file under `dir` (whose keys start with `keyPrefix`), sorted into objects and
+   * temporaries. Keys are built along the way: path.relative per file took 1.3-3.6 us, 26-73 ms
+   * of a 20,000-object WAL listing.
+   */
+  private async walk(dir: string, keyPrefix: string, objects: Entry[], temporaries: Entry[]): Promise<void> {
     let entries;
     try {
       entries = await readdir(dir, { withFileTypes: true });
@@ -119,7 +124,7 @@ export class PosixStorage implements Storage {
       throw storageError(err, 'list', dir, this.root);
     }
     for (const entry of entries) {
-      if (entry.isDirectory()) await this.walk(join(dir, entry.name), objects, temporaries);
+      if (entry.isDirectory()) await this.walk(join(dir, entry.name), `${keyPrefix}${entry.name}/`, objects, temporaries);
     }
     // Files are stat'ed many at a time, so that libuv's threads (and NFS) work in parallel: one
     // after another, 20000 WAL objects took 2.5-2.8 s to list, 256 at a time 0.47-0.56 s.
@@ -134,7 +139,7 @@ export class PosixStorage implements Storage {
       const stats = await Promise.all(files.slice(at, at + listStatBatch).map((entry) => statOf(join(dir, entry.name))));
       stats.forEach((st, i) => {
         const name = files[at + i]!.name;
-        if (st?.isFile()) (name.includes(temporaryMarker) ? temporaries : objects).push({ path: join(dir, name), size: st.size, modifiedMs: st.mtimeMs });
+        if (st?.isFile()) (name.includes(temporaryMarker) ? temporaries : objects).push({ path: join(dir, name), key: keyPrefix + name, size: st.size, modifiedMs: st.mtimeMs });
       });
     }
   }
@@ -144,9 +149,10 @@ export class PosixStorage implements Storage {
     this.stats.list += 1;
     const slash = prefix.lastIndexOf('/');
     const objects: Entry[] = [];
-    await this.walk(slash < 0 ? this.root : this.path(prefix.slice(0, slash)), objects, []);
+    if (slash < 0) await this.walk(this.root, '', objects, []);
+    else await this.walk(this.path(prefix.slice(0, slash)), prefix.slice(0, slash + 1), objects, []);
     return objects
-      .map((o) => ({ key: this.key(o.path), size: o.size, modifiedMs: o.modifiedMs }))
+      .map((o) => ({ key: o.key, size: o.size, modifiedMs: o.modifiedMs }))
       .filter((o) => o.key.startsWith(prefix))
       .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
@@ -355,7 +361,7 @@ export class PosixStorage implements Storage {
   async removeStaleTemporaries(olderThanMs: number): Promise<number> {
     this.stats.list += 1;
     const temporaries: Entry[] = [];
-    await this.walk(this.root, [], temporaries);
+    await this.walk(this.root, '', [], temporaries);
     const cutoff = Date.now() - olderThanMs;
     let removed = 0;
     for (const t of temporaries) {
