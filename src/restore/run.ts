@@ -360,10 +360,10 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
 
     const locationOf = (oid: number, recorded: string) => request.tablespaceMap.get(oid) ?? recorded;
     for (const file of manifest.files) {
-      const path = join(pgdata, file.path);
       if (file.kind === 'dir') {
-        await mkdir(path, { recursive: true, mode: file.mode });
+        await mkdir(join(pgdata, file.path), { recursive: true, mode: file.mode });
       } else if (file.kind === 'link') {
+        const path = join(pgdata, file.path);
         const oid = /^pg_tblspc\/(\d+)$/.exec(file.path)?.[1];
         const target = oid !== undefined ? locationOf(Number(oid), file.linkTarget ?? '') : (file.linkTarget ?? '');
         if (oid !== undefined) {
@@ -442,16 +442,17 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
       while (next < order.length) {
         const at = next++;
         const file = order[at]!;
+        const path = join(pgdata, file.path);
         if (skipped(file.path)) {
           // Right size, no contents: PostgreSQL can DROP DATABASE it after recovery.
-          const handle = await open(join(pgdata, file.path), request.delta ? 'w' : 'wx', file.mode);
+          const handle = await open(path, request.delta ? 'w' : 'wx', file.mode);
           await handle.truncate(file.size);
           await handle.close();
           continue;
         }
         let present: (Buffer | null)[] | undefined;
         if (request.delta) {
-          const local = localFile(join(pgdata, file.path));
+          const local = localFile(path);
           if (recordedAs(local, file)) {
             totals.filesKept += 1;
             continue;
@@ -460,7 +461,7 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
           if (earlier !== undefined) present = await repo.readExtentList(earlier.extents);
         }
         const extents = await extentListOf(at);
-        const restore = await FileRestore.open(join(pgdata, file.path), file.size, extents, {
+        const restore = await FileRestore.open(path, file.size, extents, {
           key: repo.extentKey,
           source: extentSource,
           delta: request.delta,
