@@ -1,7 +1,8 @@
+import { existsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { openStorage } from '../storage/index.js';
-import { PgfError } from '../errors/index.js';
+import { PgfError, errorLine } from '../errors/index.js';
 import type { Settings } from '../config/index.js';
 import { archiveCommands as commandsFor, postgresqlConfLines, type ArchiveCommands } from '../wal/archive-command.js';
 import { spoolBeside } from '../wal/spool.js';
@@ -19,6 +20,20 @@ const DEFAULT_IDLE_EXIT_S = 60;
  */
 function exitSoonAfter(): void {
   setTimeout(() => process.exit(), 1000).unref();
+}
+
+/**
+ * archive-get's exit status for a failure (not a missing file) while PostgreSQL runs archive
+ * recovery towards a target or the end of the archive: PostgreSQL takes any status up to 125 for
+ * "not in the archive" and would end recovery there, promoting early with the rest of the WAL left
+ * out; above 125 it stops recovery with an error, which a restart resumes once the repository is
+ * readable. The same as pgforever-archive's (crates/archive-client/src/main.rs).
+ */
+const RECOVERY_FAILED = 200;
+
+/** recovery.signal without standby.signal where PostgreSQL runs restore_command (the data directory); a standby retries failed calls. */
+function inArchiveRecovery(): boolean {
+  return existsSync('recovery.signal') && !existsSync('standby.signal');
 }
 
 function wholeNumber(name: string, min: number, max: number) {
@@ -82,6 +97,10 @@ export function registerArchiveCommands(program: Command): void {
         log,
       });
       if (!found) process.exitCode = 1;
+    } catch (err) {
+      if (!inArchiveRecovery()) throw err;
+      process.stderr.write(errorLine(err));
+      process.exitCode = RECOVERY_FAILED;
     } finally {
       exitSoonAfter();
     }

@@ -1,5 +1,5 @@
 import { Command, CommanderError } from 'commander';
-import { PgfError } from '../errors/index.js';
+import { PgfError, errorLine } from '../errors/index.js';
 import { registerArchiveCommands } from './archive.js';
 import { registerBackupCommands } from './backup.js';
 import { registerRestoreCommands } from './restore.js';
@@ -35,11 +35,7 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof CommanderError) {
       return err.exitCode === 0 ? 0 : 2;
     }
-    if (err instanceof PgfError) {
-      process.stderr.write(`pgforever: ${err.code}: ${err.message}\n`);
-      return err.exitCode;
-    }
-    process.stderr.write(`pgforever: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    return 1;
+    process.stderr.write(errorLine(err));
+    return err instanceof PgfError ? err.exitCode : 1;
   }
 }

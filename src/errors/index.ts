@@ -69,3 +69,9 @@ export class PgfError extends Error {
 export function isPgfError(err: unknown, code?: ErrorCode): err is PgfError {
   return err instanceof PgfError && (code === undefined || err.code === code);
 }
+
+/** What the CLI prints for a failure, one line for every failure a user can meet. */
+export function errorLine(err: unknown): string {
+  if (err instanceof PgfError) return `pgforever: ${err.code}: ${err.message}\n`;
+  return `pgforever: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`;
+}

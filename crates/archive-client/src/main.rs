@@ -11,7 +11,8 @@
 //!   ahead (restore runs it, so that recovery's first requests find the daemon warm and the
 //!   first segment there); exit once the daemon has the request, not when the file is fetched.
 //!
-//! Exit status: 0 done, 1 failed or not found (PostgreSQL retries or ends recovery), 2 usage.
+//! Exit status: 0 done, 1 failed or not found (PostgreSQL retries or ends recovery), 2 usage; a
+//! `get` that fails during archive recovery (see [`RECOVERY_FAILED`]) exits 200.
 //!
 //! It is linked statically (`npm run build:archive-client`): dynamic linking took a third of the CPU
 //! of each of PostgreSQL's calls (`perf stat` of a usage error: 1.15 against 0.79 ms), and a static
@@ -30,6 +31,18 @@ use std::process::ExitCode;
 use args::{Command, Options};
 use daemon::Reply;
 use spool::Spool;
+
+/// `get`'s exit status for a failure (not a missing file) while PostgreSQL runs archive recovery
+/// towards a target or the end of the archive: `recovery.signal` without `standby.signal` in the
+/// data directory, where PostgreSQL runs restore_command. PostgreSQL takes any status up to 125 for
+/// "not in the archive" and would end recovery there, promoting early with the rest of the WAL
+/// left out; above 125 it stops recovery with an error, which a restart resumes once the repository
+/// is readable. A standby retries failed calls and keeps 1.
+const RECOVERY_FAILED: u8 = 200;
+
+fn in_archive_recovery() -> bool {
+    Path::new("recovery.signal").exists() && !Path::new("standby.signal").exists()
+}
 
 enum Outcome {
     Done,
@@ -62,7 +75,11 @@ fn main() -> ExitCode {
         Outcome::Missing => ExitCode::from(1),
         Outcome::Failed(message) => {
             eprintln!("pgforever-archive: {message}");
-            ExitCode::from(1)
+            if matches!(command, Command::Get { .. }) && in_archive_recovery() {
+                ExitCode::from(RECOVERY_FAILED)
+            } else {
+                ExitCode::from(1)
+            }
         }
     }
 }
