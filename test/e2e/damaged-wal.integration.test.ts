@@ -89,12 +89,12 @@ describe('a damaged archived segment during a restore (PostgreSQL 15)', () => {
     const pgdata = join(target, 'data');
     await pgforever(['restore', '--pgdata', pgdata]);
     // pg_ctl -w returns once archive recovery has started; recovery can fail before or after that.
-    const started = await startClusterFromDirectory(pgdata).catch((err: unknown) => err);
+    const started: Cluster | Error = await startClusterFromDirectory(pgdata).catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))));
     let log: string;
     if (started instanceof Error) {
       log = started.message;
     } else {
-      const cluster = started as Cluster;
+      const cluster = started;
       dirs.push(dirname(cluster.logFile));
       log = await waitFor(
         async () => {
