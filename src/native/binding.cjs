@@ -845,6 +845,7 @@ module.exports.crc32cConcat = nativeBinding.crc32cConcat
 module.exports.decompressFrame = nativeBinding.decompressFrame
 module.exports.decompressFrames = nativeBinding.decompressFrames
 module.exports.decompressIdentifiedExtentsInto = nativeBinding.decompressIdentifiedExtentsInto
+module.exports.encodeWalSegmentFile = nativeBinding.encodeWalSegmentFile
 module.exports.extentId = nativeBinding.extentId
 module.exports.extentIds = nativeBinding.extentIds
 module.exports.frameBound = nativeBinding.frameBound

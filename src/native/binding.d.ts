@@ -67,6 +67,30 @@ export declare function decompressFrames(frames: Array<Buffer>): Promise<FrameBa
  */
 export declare function decompressIdentifiedExtentsInto(packed: Buffer, frameBounds: Uint32Array, ids: Buffer, key: Buffer, out: Buffer): Promise<IdentifiedExtents>
 
+export interface EncodedWalSegment {
+  /** The file's identity, the same before and after it was read. */
+  stat: WalFileStat
+  /** The file's first bytes (its long page header). */
+  head: Buffer
+  /** Where the trailing zeros start: the frame holds the bytes before. */
+  zeroFrom: number
+  /** Length of the frame written at the start of `room`; 0 when the file is not a whole segment. */
+  frameLength: number
+  summary?: WalSegmentSummary
+  /** Why there is no summary (`CODE: message`). */
+  summaryError?: string
+}
+
+/**
+ * Reads the WAL segment file open at `fd` (its path for messages) by mapping it, and, when it is
+ * a whole segment of `context`: summarises it (`previous` as for `summarize_wal_segment`; a
+ * failure is returned as `summaryError`, not thrown), compresses it without its trailing zeros
+ * into one frame at zstd `level` at the start of `room` (at least `frameBound(segmentSize)`
+ * long), and copies its last `tail.length` bytes into `tail`. WAL_INVALID when the file changed
+ * while it was read. The caller checks the header (`head`) before storing anything.
+ */
+export declare function encodeWalSegmentFile(fd: number, path: string, context: WalSegmentContext, level: number, previous: Buffer | undefined | null, room: Buffer, tail?: Buffer | undefined | null): Promise<EncodedWalSegment>
+
 /** The id of one extent (small inputs; use `extent_ids` for bulk work). */
 export declare function extentId(extent: Uint8Array, key: Uint8Array): Buffer
 
@@ -197,6 +221,15 @@ export interface WalDatabaseDrop {
   lsn: bigint
   dbOid: number
   spcOids: Array<number>
+}
+
+/** What identifies a file's content without reading it, as Node's `BigIntStats` names it. */
+export interface WalFileStat {
+  size: bigint
+  dev: bigint
+  ino: bigint
+  mtimeNs: bigint
+  ctimeNs: bigint
 }
 
 export interface WalOverwrittenContrecord {

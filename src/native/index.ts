@@ -10,7 +10,7 @@
  */
 import { PgfError } from '../errors/index.js';
 import type { ScannedChunk, WalSegmentSummary as NativeWalSegmentSummary } from './binding.js';
-import { binding, call, callAsync } from './load.js';
+import { binding, call, callAsync, fromNativeError } from './load.js';
 
 /** PostgreSQL's BLCKSZ; the only page size pgforever reads. */
 export const PAGE_SIZE = 8192;
@@ -455,7 +455,10 @@ export async function summarizeWalSegment(
   options: WalReadOptions = {},
 ): Promise<WalSegmentSummary> {
   const nativeContext = nativeWalContext(context);
-  const native = await callAsync(() => binding.summarizeWalSegment(segment, nativeContext, options.previous));
+  return walSummaryOf(await callAsync(() => binding.summarizeWalSegment(segment, nativeContext, options.previous)));
+}
+
+function walSummaryOf(native: NativeWalSegmentSummary): WalSegmentSummary {
   return {
     ...native,
     systemIdentifier: native.systemIdentifier.toString(),
@@ -484,6 +487,48 @@ function nativeWalContext(context: WalSegmentContext) {
     timeline: context.timeline,
     segmentNo: context.segmentNo,
     systemIdentifier,
+  };
+}
+
+/** A WAL segment file as `encodeWalSegmentFile` read it. */
+export interface EncodedWalSegment {
+  /** The file's identity (as `BigIntStats` names it), the same before and after the read. */
+  stat: { size: bigint; dev: bigint; ino: bigint; mtimeNs: bigint; ctimeNs: bigint };
+  /** The file's first bytes: its long page header. */
+  head: Buffer;
+  /** Where the trailing zeros start: the frame holds the bytes before. */
+  zeroFrom: number;
+  /** The frame, a view of `room`; empty when the file is not a whole segment of the context. */
+  frame: Buffer;
+  summary?: WalSegmentSummary;
+  /** Why there is no summary. */
+  summaryError?: PgfError;
+}
+
+/**
+ * Reads the whole-segment file open at `fd` by mapping it (no copy into the process) and, when it
+ * is as long as `context` says, summarises it (`previous` as for summarizeWalSegment; a failure
+ * comes back as `summaryError`), compresses it without its trailing zeros into one frame at the
+ * start of `room` (frameBound(segmentSize) long) and copies its last bytes into `tail`. WAL_INVALID
+ * when the file changed while it was read. Check `head` before storing anything.
+ */
+export async function encodeWalSegmentFile(
+  fd: number,
+  path: string,
+  context: WalSegmentContext,
+  level: number,
+  buffers: { room: Buffer; previous?: Buffer; tail?: Buffer },
+): Promise<EncodedWalSegment> {
+  requireLevel(level);
+  const nativeContext = nativeWalContext(context);
+  const native = await callAsync(() => binding.encodeWalSegmentFile(fd, path, nativeContext, level, buffers.previous, buffers.room, buffers.tail));
+  return {
+    stat: native.stat,
+    head: native.head,
+    zeroFrom: native.zeroFrom,
+    frame: buffers.room.subarray(0, native.frameLength),
+    ...(native.summary !== undefined ? { summary: walSummaryOf(native.summary) } : {}),
+    ...(native.summaryError !== undefined ? { summaryError: fromNativeError(new Error(native.summaryError)) } : {}),
   };
 }
 

@@ -5,17 +5,17 @@
  * calls find them done. Each file is read with its identity, validated, stored durably, and only
  * then marked done in the spool.
  */
-import { open, readdir } from 'node:fs/promises';
+import { open, readdir, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { PgfError, isPgfError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
-import { frameBound } from '../native/index.js';
+import { encodeWalSegmentFile, frameBound } from '../native/index.js';
 import type { Repository } from '../repo/index.js';
-import { parseWalFileName } from './names.js';
-import { storeWalFile, type StoreOutcome } from './repository.js';
+import { parseWalFileName, segmentNumber, type WalFileName } from './names.js';
+import { storeCompressedSegment, storeWalFile, walCompressLevel, type StoreOutcome } from './repository.js';
 import { fileIdentity, type Spool } from './spool.js';
-import { validateWalFile } from './validate.js';
-import { previousSegmentName, previousSegmentTail, previousTailBytes, segmentTail, summarizeSegmentFile } from './summary.js';
+import { validateSegmentHead, validateWalFile } from './validate.js';
+import { previousSegmentName, previousSegmentTail, previousTailBytes, storedSummary } from './summary.js';
 
 export interface PushOptions {
   /**
@@ -36,24 +36,23 @@ export interface PushOptions {
   pushAheadWindowMs?: number;
 }
 
-/**
- * Reads a whole WAL file and the identity it had throughout the read, into `spare` when it has the
- * right size (a segment buffer reused from an earlier file: a fresh 16 MiB allocation costs page
- * faults and garbage collection on every segment).
- */
-export async function readWalFile(path: string, spare?: Buffer): Promise<{ content: Buffer; identity: string }> {
-  let handle;
+/** Opens a WAL file PostgreSQL passed (%p). */
+async function openWalFile(path: string): Promise<FileHandle> {
   try {
-    handle = await open(path, 'r');
+    return await open(path, 'r');
   } catch (err) {
     throw new PgfError('WAL_NOT_FOUND', `cannot read ${path}: ${(err as Error).message} (archive_command must pass %p)`, { cause: err });
   }
+}
+
+/** Reads a whole WAL file and the identity it had throughout the read. */
+export async function readWalFile(path: string): Promise<{ content: Buffer; identity: string }> {
+  const handle = await openWalFile(path);
   try {
     const stats = await handle.stat({ bigint: true });
     const before = fileIdentity(stats);
     // One read into a buffer of the known size: FileHandle.readFile reads in small pieces and copies.
-    const size = Number(stats.size);
-    const content = spare?.length === size ? spare : Buffer.allocUnsafe(size);
+    const content = Buffer.allocUnsafe(Number(stats.size));
     for (let at = 0; at < content.length; ) {
       const { bytesRead } = await handle.read(content, at, content.length - at, at);
       if (bytesRead === 0) throw new PgfError('WAL_INVALID', `${path} got shorter while it was being read; nothing was archived (PostgreSQL retries)`);
@@ -65,28 +64,6 @@ export async function readWalFile(path: string, spare?: Buffer): Promise<{ conte
   } finally {
     await handle.close();
   }
-}
-
-/**
- * Validates and stores one file, with the summary of a segment's records; resolves once it is
- * durable in the repository. `previous` is the tail of the segment before (summary.ts); `room`
- * is where the compressed data may be written (see encodeWalObject).
- */
-export async function archiveWalContent(repo: Repository, name: string, content: Buffer, log: Logger, previous?: Buffer, room?: Buffer): Promise<StoreOutcome> {
-  const file = parseWalFileName(name);
-  if (file === undefined) {
-    throw new PgfError('WAL_INVALID', `${name} is not a WAL segment, history or backup history file name: archive_command must pass %p`);
-  }
-  validateWalFile(file, content, repo.config);
-  const summary =
-    file.kind === 'segment' || file.kind === 'partial'
-      ? summarizeSegmentFile(file, content, repo.config, previous).catch((err: unknown) => {
-          // The header passed validation: a record the reader cannot follow must not stop archiving.
-          log.warn({ file: name, err: isPgfError(err) ? `${err.code}: ${err.message}` : String(err) }, 'segment stored without a summary');
-          return undefined;
-        })
-      : undefined;
-  return storeWalFile(repo, file, content, summary, room);
 }
 
 /** History files first (PostgreSQL wants them early), then the oldest. */
@@ -104,12 +81,10 @@ export class WalPusher {
   /** Archived by this engine and still marked ready: never pushed ahead twice, spool or not. */
   private readonly archived = new Set<string>();
   /**
-   * Segment buffers of finished pushes, for the next reads. Up to `parallel` pushes ahead and the
-   * file PostgreSQL asks for can be in flight: a buffer dropped here is a fresh 16 MiB next time,
-   * and fresh memory costs a page fault per 4 KiB (15-30 µs each on a VM whose host reclaims it).
+   * Buffers segments were compressed into, for the next ones: up to `parallel` pushes ahead and the
+   * file PostgreSQL asks for can be in flight, and fresh memory costs a page fault per 4 KiB (15-30 µs
+   * each on a VM whose host reclaims it).
    */
-  private readonly spares: Buffer[] = [];
-  /** Buffers the compressed segments were written into, for the next ones (as many). */
   private readonly frameRooms: Buffer[] = [];
   /**
    * Tails of the latest segments pushed: the next segment's first record may start there, and by
@@ -190,35 +165,72 @@ export class WalPusher {
   }
 
   private async archive(path: string, name: string): Promise<StoreOutcome> {
-    const spare = this.spares.pop();
-    const { content, identity } = await readWalFile(path, spare);
-    const segmentSize = this.repo.config.walSegmentSize;
-    const fullSegment = content.length === segmentSize;
-    // Fresh memory for every segment's compressed copy costs page faults: rooms are reused.
-    const room = fullSegment ? (this.frameRooms.pop() ?? Buffer.allocUnsafeSlow(frameBound(segmentSize))) : undefined;
-    const before = fullSegment ? previousSegmentName(name, segmentSize) : undefined;
-    const keptTail = before !== undefined ? this.tails.get(before) : undefined;
-    if (keptTail !== undefined) this.tailReaders.set(keptTail, (this.tailReaders.get(keptTail) ?? 0) + 1);
-    // The segment before is often still in flight (pushed ahead beside this one): its tail is read
-    // from its file then, into memory given back once this push is done with it.
-    const tailRoom = fullSegment && keptTail === undefined ? this.tailRooms.pop() : undefined;
-    let outcome: StoreOutcome;
-    try {
-      const previous = fullSegment ? (keptTail ?? (await previousSegmentTail(path, segmentSize, tailRoom))) : undefined;
-      outcome = await archiveWalContent(this.repo, name, content, this.options.log, previous, room);
-      if (fullSegment && parseWalFileName(name)?.kind === 'segment') this.keepTail(name, content);
-    } finally {
-      // Nothing holds on to the content or its compressed copy once it is stored (or refused).
-      const kept = this.options.parallel + 1;
-      if (fullSegment && this.spares.length < kept) this.spares.push(content);
-      if (room !== undefined && this.frameRooms.length < kept) this.frameRooms.push(room);
-      if (keptTail !== undefined) this.doneReadingTail(keptTail);
-      if (tailRoom !== undefined) this.reuseTail(tailRoom);
-    }
+    const file = parseWalFileName(name);
+    const { outcome, identity } = file?.kind === 'segment' || file?.kind === 'partial' ? await this.archiveSegment(path, file) : await this.archiveSmallFile(path, name);
     await this.options.spool?.markPushed(name, identity);
     this.archived.add(name);
     this.options.log.debug({ file: name, outcome }, 'archived');
     return outcome;
+  }
+
+  /** History and backup history files (and names that are no WAL file, which are refused). */
+  private async archiveSmallFile(path: string, name: string): Promise<{ outcome: StoreOutcome; identity: string }> {
+    const { content, identity } = await readWalFile(path);
+    const file = parseWalFileName(name);
+    if (file === undefined) {
+      throw new PgfError('WAL_INVALID', `${name} is not a WAL segment, history or backup history file name: archive_command must pass %p`);
+    }
+    validateWalFile(file, content, this.repo.config);
+    return { outcome: await storeWalFile(this.repo, file, content), identity };
+  }
+
+  /**
+   * A segment or .partial file: read, summarised and compressed in one native call (encodeWalSegmentFile),
+   * checked, then stored. Its tail is kept for the next segment's first record.
+   */
+  private async archiveSegment(path: string, file: WalFileName): Promise<{ outcome: StoreOutcome; identity: string }> {
+    const config = this.repo.config;
+    const segmentSize = config.walSegmentSize;
+    const room = this.frameRooms.pop() ?? Buffer.allocUnsafeSlow(frameBound(segmentSize));
+    const before = previousSegmentName(file.name, segmentSize);
+    const keptTail = before !== undefined ? this.tails.get(before) : undefined;
+    if (keptTail !== undefined) this.tailReaders.set(keptTail, (this.tailReaders.get(keptTail) ?? 0) + 1);
+    // The segment before is often still in flight (pushed ahead beside this one): its tail is read
+    // from its file then, into memory given back once this push is done with it.
+    const tailRoom = keptTail === undefined ? this.tailRooms.pop() : undefined;
+    // A .partial ends its timeline: no segment follows it there.
+    const ownTail = file.kind === 'segment' ? (this.tailRooms.pop() ?? Buffer.allocUnsafe(previousTailBytes)) : undefined;
+    let tailKept = false;
+    try {
+      const previous = keptTail ?? (await previousSegmentTail(path, segmentSize, tailRoom));
+      const handle = await openWalFile(path);
+      let read;
+      try {
+        const context = { segmentSize, pgMajor: config.pgMajor, timeline: parseInt(file.timeline, 16), segmentNo: segmentNumber(file.segment!, segmentSize), systemIdentifier: config.systemIdentifier };
+        read = await encodeWalSegmentFile(handle.fd, path, context, walCompressLevel, { room, ...(previous !== undefined ? { previous } : {}), ...(ownTail !== undefined ? { tail: ownTail } : {}) });
+      } finally {
+        await handle.close();
+      }
+      const size = Number(read.stat.size);
+      validateSegmentHead(file, read.head, size, config);
+      if (read.summaryError !== undefined) {
+        // The header passed validation: a record the reader cannot follow must not stop archiving.
+        this.options.log.warn({ file: file.name, err: `${read.summaryError.code}: ${read.summaryError.message}` }, 'segment stored without a summary');
+      }
+      const summary = read.summary !== undefined ? storedSummary(read.summary) : undefined;
+      const outcome = await storeCompressedSegment(this.repo, file, { size, zeroFrom: read.zeroFrom, frame: read.frame, summary }, async () => (await readWalFile(path)).content);
+      if (ownTail !== undefined) {
+        this.keepTail(file.name, ownTail);
+        tailKept = true;
+      }
+      return { outcome, identity: fileIdentity(read.stat) };
+    } finally {
+      // Nothing holds on to the compressed copy once it is stored (or refused).
+      if (this.frameRooms.length < this.options.parallel + 1) this.frameRooms.push(room);
+      if (keptTail !== undefined) this.doneReadingTail(keptTail);
+      if (tailRoom !== undefined) this.reuseTail(tailRoom);
+      if (ownTail !== undefined && !tailKept) this.reuseTail(ownTail);
+    }
   }
 
   private aheadAllowed(): boolean {
@@ -226,10 +238,8 @@ export class WalPusher {
     return window === undefined || Date.now() - this.lastRequest < window;
   }
 
-  private keepTail(name: string, content: Buffer): void {
-    const tail = segmentTail(content);
-    const room = this.tailRooms.pop() ?? Buffer.allocUnsafe(previousTailBytes);
-    this.tails.set(name, room.subarray(0, tail.copy(room)));
+  private keepTail(name: string, tail: Buffer): void {
+    this.tails.set(name, tail);
     for (const [old, buffer] of this.tails) {
       if (this.tails.size <= this.options.parallel + 2) break;
       this.tails.delete(old);

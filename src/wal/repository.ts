@@ -12,9 +12,9 @@
  * different content fails with WAL_CONFLICT and overwrites nothing.
  */
 import { PgfError, isPgfError } from '../errors/index.js';
-import { compressFrame, compressFrameInto, decompressFrame, frameBound, readFrameHeader, FRAME_HEADER_BYTES } from '../native/index.js';
+import { compressFrame, decompressFrame, readFrameHeader, FRAME_HEADER_BYTES } from '../native/index.js';
 import { keys, type Repository } from '../repo/index.js';
-import { padWithZeros, zeroTailStart } from './zero-tail.js';
+import { padWithZeros } from './zero-tail.js';
 import type { WalFileName } from './names.js';
 import type { StoredWalSummary } from './summary.js';
 
@@ -44,29 +44,16 @@ export function walObjectKey(file: WalFileName): string {
   return file.kind === 'history' ? keys.timelineHistory(file.timeline) : keys.walSegment(file.timeline, file.name);
 }
 
-/**
- * The object for `content` (trimmed, described, compressed) as its two frames. The data frame is
- * written into `room` when it is given and large enough (frameBound of the content's length), and
- * is then a view of it.
- */
-export async function encodeWalObject(file: WalFileName, content: Buffer, summary?: Promise<StoredWalSummary | undefined>, room?: Buffer): Promise<[Buffer, Buffer]> {
-  const segment = file.kind === 'segment' || file.kind === 'partial';
-  const zeroFrom = segment ? zeroTailStart(content) : content.length;
-  const stored = content.subarray(0, zeroFrom);
-  const compressed = room !== undefined && room.length >= frameBound(stored.length) ? compressFrameInto(stored, walCompressLevel, room) : compressFrame(stored, walCompressLevel);
-  // The summary is read while the data compresses: both run on the native thread pool. Both are
-  // waited for even when one fails: the caller reuses `content` (and `room`) once this returns.
-  const [data, summarized] = await Promise.allSettled([compressed, summary]);
-  if (data.status === 'rejected') throw data.reason;
-  if (summarized.status === 'rejected') throw summarized.reason;
+/** The object's two frames: the description of a file of `size` bytes, then `data` (the frame of its bytes up to `zeroFrom`). */
+async function withDescription(about: { name: string; size: number; zeroFrom: number; summary: StoredWalSummary | undefined }, data: Buffer): Promise<[Buffer, Buffer]> {
   const description: WalObjectDescription = {
     format: walObjectFormat,
-    name: file.name,
-    size: content.length,
-    ...(zeroFrom < content.length ? { zeroFrom } : {}),
-    ...(summarized.value !== undefined ? { summary: summarized.value } : {}),
+    name: about.name,
+    size: about.size,
+    ...(about.zeroFrom < about.size ? { zeroFrom: about.zeroFrom } : {}),
+    ...(about.summary !== undefined ? { summary: about.summary } : {}),
   };
-  return [await compressFrame(Buffer.from(JSON.stringify(description)), walCompressLevel), data.value];
+  return [await compressFrame(Buffer.from(JSON.stringify(description)), walCompressLevel), data];
 }
 
 function damaged(key: string, what: string, cause?: unknown): PgfError {
@@ -92,10 +79,28 @@ export async function decodeWalObject(key: string, object: Buffer): Promise<{ de
   return { description, content: stored === description.size ? data : padWithZeros(data, description.size) };
 }
 
-/** Stores `content` under its name, durably, once (`room`: see encodeWalObject; free again once this resolves). */
-export async function storeWalFile(repo: Repository, file: WalFileName, content: Buffer, summary?: Promise<StoredWalSummary | undefined>, room?: Buffer): Promise<StoreOutcome> {
+/** Stores a history or backup history file under its name, durably, once. */
+export async function storeWalFile(repo: Repository, file: WalFileName, content: Buffer): Promise<StoreOutcome> {
+  const object = await withDescription({ name: file.name, size: content.length, zeroFrom: content.length, summary: undefined }, await compressFrame(content, walCompressLevel));
+  return storeObject(repo, file, object, () => Promise.resolve(content));
+}
+
+/**
+ * Stores a segment already compressed into `frame` (its bytes up to `zeroFrom` of `size`), durably,
+ * once. `content` reads the file again, for the rare push of a name the repository already has.
+ */
+export async function storeCompressedSegment(
+  repo: Repository,
+  file: WalFileName,
+  compressed: { size: number; zeroFrom: number; frame: Buffer; summary: StoredWalSummary | undefined },
+  content: () => Promise<Buffer>,
+): Promise<StoreOutcome> {
+  const object = await withDescription({ name: file.name, ...compressed }, compressed.frame);
+  return storeObject(repo, file, object, content);
+}
+
+async function storeObject(repo: Repository, file: WalFileName, object: [Buffer, Buffer], content: () => Promise<Buffer>): Promise<StoreOutcome> {
   const key = walObjectKey(file);
-  const object = await encodeWalObject(file, content, summary, room);
   try {
     await repo.storage.write(key, object, { ifAbsent: true });
     return 'stored';
@@ -103,7 +108,7 @@ export async function storeWalFile(repo: Repository, file: WalFileName, content:
     if (!isPgfError(err, 'STORAGE_EXISTS')) throw err;
   }
   const stored = await loadWalFile(repo, file);
-  if (stored?.equals(content)) return 'already-archived';
+  if (stored?.equals(await content())) return 'already-archived';
   throw new PgfError(
     'WAL_CONFLICT',
     `${file.name} is already archived in ${repo.location} with different content; nothing was overwritten. Two clusters may share this repository, or the server's WAL was rewritten: investigate before archiving again`,

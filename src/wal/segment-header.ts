@@ -18,15 +18,16 @@ export interface SegmentExpectations {
   segmentSize: number;
 }
 
-export function checkSegmentHeader(content: Buffer, expect: SegmentExpectations): void {
+/** `head` is the start of the file (at least its 40-byte long page header), `size` its length. */
+export function checkSegmentHeader(head: Buffer, size: number, expect: SegmentExpectations): void {
   const bad = (what: string) => new PgfError('WAL_INVALID', `${expect.name} is not a valid WAL segment for this repository: ${what}; nothing was archived`);
-  if (content.length !== expect.segmentSize) throw bad(`it holds ${content.length} bytes, the cluster's segments hold ${expect.segmentSize}`);
-  const magic = content.readUInt16LE(0);
-  const info = content.readUInt16LE(2);
-  const timeline = content.readUInt32LE(4);
-  const pageAddress = content.readBigUInt64LE(8);
-  const systemIdentifier = content.readBigUInt64LE(24).toString();
-  const segmentSize = content.readUInt32LE(32);
+  if (size !== expect.segmentSize) throw bad(`it holds ${size} bytes, the cluster's segments hold ${expect.segmentSize}`);
+  const magic = head.readUInt16LE(0);
+  const info = head.readUInt16LE(2);
+  const timeline = head.readUInt32LE(4);
+  const pageAddress = head.readBigUInt64LE(8);
+  const systemIdentifier = head.readBigUInt64LE(24).toString();
+  const segmentSize = head.readUInt32LE(32);
   if (magic !== walPageMagic[expect.pgMajor]) {
     const other = Object.entries(walPageMagic).find(([, m]) => m === magic)?.[0];
     throw bad(other ? `it was written by PostgreSQL ${other}, the repository is for ${expect.pgMajor}` : `page magic 0x${magic.toString(16)} is not PostgreSQL's`);

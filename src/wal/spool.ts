@@ -25,7 +25,7 @@ import { PgfError } from '../errors/index.js';
 const MARKER_PREFIX = 'pgforever-done 1 ';
 
 /** What makes a file the same, unmodified file: any write or rename changes its ctime. */
-export function fileIdentity(stats: BigIntStats): string {
+export function fileIdentity(stats: Pick<BigIntStats, 'size' | 'dev' | 'ino' | 'mtimeNs' | 'ctimeNs'>): string {
   return `${stats.size} ${stats.dev} ${stats.ino} ${stats.mtimeNs} ${stats.ctimeNs}`;
 }
 

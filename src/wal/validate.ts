@@ -22,16 +22,23 @@ function checkTimelineHistory(file: WalFileName, content: Buffer): void {
   }
 }
 
-export function validateWalFile(file: WalFileName, content: Buffer, config: Pick<RepositoryConfig, 'systemIdentifier' | 'pgMajor' | 'walSegmentSize'>): void {
+type ClusterIdentity = Pick<RepositoryConfig, 'systemIdentifier' | 'pgMajor' | 'walSegmentSize'>;
+
+/** A segment or .partial file by its first bytes (`head`, at least the long page header) and length. */
+export function validateSegmentHead(file: WalFileName, head: Buffer, size: number, config: ClusterIdentity): void {
+  checkSegmentHeader(head, size, {
+    name: file.segment ?? file.name,
+    systemIdentifier: config.systemIdentifier,
+    pgMajor: config.pgMajor,
+    segmentSize: config.walSegmentSize,
+  });
+}
+
+export function validateWalFile(file: WalFileName, content: Buffer, config: ClusterIdentity): void {
   switch (file.kind) {
     case 'segment':
     case 'partial':
-      checkSegmentHeader(content, {
-        name: file.segment ?? file.name,
-        systemIdentifier: config.systemIdentifier,
-        pgMajor: config.pgMajor,
-        segmentSize: config.walSegmentSize,
-      });
+      validateSegmentHead(file, content, content.length, config);
       return;
     case 'history':
       checkTimelineHistory(file, content);

@@ -9,11 +9,11 @@
  * PostgreSQL 14, 16, 17 and 18 (no pg_waldump for their formats) are checked against what the server
  * itself reports. Real segments damaged on purpose must be refused with WAL_INVALID.
  */
-import { readFile } from 'node:fs/promises';
+import { open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PgfError } from '../../src/errors/index.js';
-import { listWalRecords, summarizeWalSegment, type WalRecordInfo, type WalSegmentContext, type WalSegmentSummary } from '../../src/native/index.js';
+import { decompressFrame, encodeWalSegmentFile, frameBound, listWalRecords, summarizeWalSegment, type WalRecordInfo, type WalSegmentContext, type WalSegmentSummary } from '../../src/native/index.js';
 import { parseLsn, walSegmentNameOf } from '../../src/pg/lsn.js';
 import { CommandError, run } from '../support/os-user.js';
 import { startCluster, type Cluster, type PgVersion } from '../support/postgres.js';
@@ -490,6 +490,43 @@ describe('WAL segments against pg_waldump (PostgreSQL 15)', () => {
     expect(summary.endLsn).toBeLessThanOrEqual(segment.segno * BigInt(SEGMENT) + 100_100n);
     expect(summary.records).toBeLessThan(summaries[1]!.records);
     expect((await summarizeWalSegment(segment.bytes, context, { previous })).records).toBe(summaries[1]!.records);
+  });
+
+  it('reads a segment file by mapping it into the same summary, frame and tail as from memory', async () => {
+    const tailBytes = 64 * 1024;
+    for (const [i, segment] of result.segments.entries()) {
+      const path = join(cluster.pgdata, 'pg_wal', segment.name);
+      const previous = i === 0 ? undefined : Buffer.concat(result.segments.slice(Math.max(0, i - 3), i).map((s) => s.bytes));
+      const room = Buffer.alloc(frameBound(SEGMENT));
+      const tail = Buffer.alloc(tailBytes);
+      const handle = await open(path, 'r');
+      try {
+        const read = await encodeWalSegmentFile(handle.fd, path, contextFor(cluster, segment, result.systemIdentifier), 1, { room, tail, ...(previous ? { previous } : {}) });
+        expect(read.stat.size).toBe(BigInt(SEGMENT));
+        expect(read.head.equals(segment.bytes.subarray(0, read.head.length))).toBe(true);
+        expect(read.summary, segment.name).toEqual(summaries[i]);
+        expect(read.summaryError).toBeUndefined();
+        const stored = await decompressFrame(read.frame);
+        expect(stored.equals(segment.bytes.subarray(0, read.zeroFrom)), segment.name).toBe(true);
+        expect(segment.bytes.subarray(read.zeroFrom).every((b) => b === 0)).toBe(true);
+        expect(read.zeroFrom === SEGMENT || segment.bytes[read.zeroFrom - 1] !== 0).toBe(true);
+        expect(tail.equals(segment.bytes.subarray(SEGMENT - tailBytes))).toBe(true);
+      } finally {
+        await handle.close();
+      }
+    }
+    // A file of another size: nothing read beyond its header, for the caller's checks to refuse.
+    const short = join(cluster.pgdata, 'short-segment');
+    await writeFile(short, result.segments[0]!.bytes.subarray(0, 8192));
+    const handle = await open(short, 'r');
+    try {
+      const read = await encodeWalSegmentFile(handle.fd, short, contextFor(cluster, result.segments[0]!, result.systemIdentifier), 1, { room: Buffer.alloc(frameBound(SEGMENT)) });
+      expect(read.stat.size).toBe(8192n);
+      expect(read.frame.length).toBe(0);
+      expect(read.summary).toBeUndefined();
+    } finally {
+      await handle.close();
+    }
   });
 });
 

@@ -8,3 +8,4 @@ mod frame;
 mod memory;
 mod page;
 mod wal;
+mod wal_file;

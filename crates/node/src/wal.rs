@@ -203,7 +203,7 @@ fn bytes(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-fn convert(s: wal::SegmentSummary) -> WalSegmentSummary {
+pub(crate) fn convert(s: wal::SegmentSummary) -> WalSegmentSummary {
     let rel = |l: RelFileLocator| (l.spc, l.db, l.rel);
     WalSegmentSummary {
         pg_major: s.pg_major,
@@ -527,7 +527,7 @@ impl Task for ListWal {
     }
 }
 
-fn segment_context(context: &WalSegmentContext) -> Result<SegmentContext> {
+pub(crate) fn segment_context(context: &WalSegmentContext) -> Result<SegmentContext> {
     let system_identifier = match context.system_identifier.as_ref() {
         Some(id) => Some(lsn_arg(id, "systemIdentifier")?),
         None => None,

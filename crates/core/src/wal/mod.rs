@@ -52,6 +52,21 @@ pub const MAX_SEGMENT_SIZE: u32 = 1 << 30;
 /// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01 00:00:00 UTC).
 pub const POSTGRES_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
 
+/// The length of a segment without its trailing zeros. Since PostgreSQL 11 the rest of a segment
+/// after an `XLOG_SWITCH` is zeros, page headers included: archive-push stores it as nothing and
+/// archive-get restores it as zeros, which is lossless whatever the content.
+pub fn zero_tail_start(bytes: &[u8]) -> usize {
+    const WINDOW: usize = 64 * 1024;
+    let mut end = bytes.len();
+    while end >= WINDOW && bytes[end - WINDOW..end].iter().all(|&b| b == 0) {
+        end -= WINDOW;
+    }
+    bytes[..end]
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |at| at + 1)
+}
+
 /// `XLOG_PAGE_MAGIC` of each supported major version: the WAL format changes with each major.
 pub fn page_magic(pg_major: u32) -> Option<u16> {
     match pg_major {

@@ -1498,3 +1498,35 @@ fn garbage_before_a_segment_never_panics() {
         }
     }
 }
+
+#[test]
+fn zero_tail_start_finds_where_trailing_zeros_begin_at_any_offset() {
+    let size = MIB as usize;
+    for end in [
+        0,
+        1,
+        40,
+        8191,
+        8192,
+        65535,
+        65536,
+        65537,
+        3 * 65536 + 17,
+        size - 1,
+        size,
+    ] {
+        let mut segment = vec![0u8; size];
+        for (i, byte) in segment[..end].iter_mut().enumerate() {
+            *byte = (i % 251) as u8 + 1;
+        }
+        assert_eq!(zero_tail_start(&segment), end, "data up to {end}");
+    }
+    let mut segment = vec![0u8; size];
+    segment[10] = 1;
+    segment[size - 70_000] = 2;
+    assert_eq!(
+        zero_tail_start(&segment),
+        size - 69_999,
+        "zeros followed by data stay"
+    );
+}
