@@ -8,6 +8,7 @@
 use std::fs::File;
 use std::mem::ManuallyDrop;
 use std::os::fd::FromRawFd;
+use std::os::unix::fs::FileExt;
 use std::os::unix::fs::MetadataExt;
 
 use napi::bindgen_prelude::*;
@@ -120,17 +121,33 @@ impl Task for EncodeWalSegmentFile {
         // nor rewrites it until it is archived; a change during the read is caught by comparing
         // the file's identity before and after. A truncation meanwhile would end this process
         // with SIGBUS before anything is marked archived: PostgreSQL asks again.
-        let bytes = unsafe { memmap2::MmapOptions::new().populate().map(&*file) }
-            .map_err(|e| io_failure(&self.path, e))?;
+        let mapped = unsafe { memmap2::MmapOptions::new().populate().map(&*file) };
+        let read;
+        let bytes: &[u8] = match &mapped {
+            Ok(map) => map,
+            // A filesystem that cannot map files is read the ordinary way.
+            Err(_) => {
+                let length = if whole_segment {
+                    self.context.segment_size as usize
+                } else {
+                    HEAD_BYTES.min(encoded.identity.size as usize)
+                };
+                let mut buffer = vec![0u8; length];
+                file.read_exact_at(&mut buffer, 0)
+                    .map_err(|e| io_failure(&self.path, e))?;
+                read = buffer;
+                &read
+            }
+        };
         encoded.head = bytes[..bytes.len().min(HEAD_BYTES)].to_vec();
         if whole_segment {
             encoded.summary = match &self.previous {
                 Some(previous) => {
-                    wal::summarize_segment_with_previous(&bytes, &self.context, previous)
+                    wal::summarize_segment_with_previous(bytes, &self.context, previous)
                 }
-                None => wal::summarize_segment(&bytes, &self.context),
+                None => wal::summarize_segment(bytes, &self.context),
             };
-            encoded.zero_from = wal::zero_tail_start(&bytes);
+            encoded.zero_from = wal::zero_tail_start(bytes);
             encoded.frame_length =
                 frame::compress_into(&bytes[..encoded.zero_from], self.level, &mut self.room)
                     .map_err(to_napi)?;
@@ -139,7 +156,7 @@ impl Task for EncodeWalSegmentFile {
                 tail[..length].copy_from_slice(&bytes[bytes.len() - length..]);
             }
         }
-        drop(bytes);
+        drop(mapped);
         let after = Identity::of(&file).map_err(|e| io_failure(&self.path, e))?;
         if after != encoded.identity {
             return Err(to_napi(CoreError::new(
