@@ -9,7 +9,7 @@ import { quoteLiteral } from '../lib/cluster.js';
 import { PgBackRest } from '../lib/pgbackrest.js';
 import { Pgforever } from '../lib/pgforever.js';
 import { chownToServer, killProcessesUnder } from '../lib/proc.js';
-import { median, log } from '../lib/util.js';
+import { median, log, rotated } from '../lib/util.js';
 import { reasonOf, useCluster } from '../lib/world.js';
 
 export const DRAIN_COMMANDS = ['true', 'zstd', 'pgbackrest-sync', 'pgbackrest-async', 'pgforever'];
@@ -108,7 +108,7 @@ export async function archiveDrain(ctx) {
   const samples = Object.fromEntries(DRAIN_COMMANDS.map((c) => [c, []]));
   const reasons = pgforeverReason ? { pgforever: pgforeverReason } : {};
   for (let round = 1; round <= ctx.cfg.repeat; round++) {
-    for (const name of ctx.cfg.drainCommands) {
+    for (const name of rotated(ctx.cfg.drainCommands, round - 1)) {
       if (!commands[name] || reasons[name]) continue;
       const backlog = await fillBacklog(world, ctx.cfg.drainSegments, source);
       // The previous zstd drain's output goes now, while archive_command fails: once a drain is over,

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Cluster, freePort, waitFor } from '../lib/cluster.js';
 import { changePgbench, runWorkload } from '../lib/data.js';
 import { measure } from '../lib/proc.js';
-import { dropCaches, log, medianOf } from '../lib/util.js';
+import { dropCaches, log, medianOf, rotated } from '../lib/util.js';
 import { reasonOf, useCluster } from '../lib/world.js';
 import { TOOLS, ensureBackups, measureBackup, scratchDir } from './backups.js';
 
@@ -106,7 +106,7 @@ export async function restores(ctx) {
   const delta = Object.fromEntries(TOOLS.map((t) => [t, []]));
   const reasons = {};
   for (let round = 1; round <= ctx.cfg.repeat; round++) {
-    for (const tool of TOOLS) {
+    for (const tool of rotated(TOOLS, round - 1)) {
       const m = await measureRestore(world, tool, target(tool), { set: from[tool] });
       if (m.reason) {
         reasons[tool] = m.reason;
@@ -129,7 +129,7 @@ export async function restores(ctx) {
   await world.cluster.waitArchiveIdle();
   const pitr = Object.fromEntries(TOOLS.map((tl) => [tl, []]));
   for (let round = 1; round <= ctx.cfg.repeat; round++) {
-    for (const tool of TOOLS) {
+    for (const tool of rotated(TOOLS, round - 1)) {
       if (reasons[`pitr-${tool}`]) continue;
       const pgdata = target(tool);
       const r = await measureRestore(world, tool, pgdata, { targetTime: t });

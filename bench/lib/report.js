@@ -182,8 +182,8 @@ export function renderArchive(r, meta) {
     '',
     'The backlog piles up while archive_command is `/bin/false`; then ALTER SYSTEM sets the command, pg_reload_conf() wakes the archiver, and',
     'the time until pg_stat_archiver.archived_count has advanced by the backlog is taken from one connection polling every 10 ms. pgBackRest',
-    'pushes to one repository (zstd, level 3 default); `zstd -1` and `/bin/true` are the scale: no fsync, no checks. Ratios above 1 mean',
-    'pgforever drains faster.',
+    'pushes to one repository (zstd, level 3 default); `zstd -1` and `/bin/true` are the scale: no fsync, no checks. The commands take',
+    'turns going first, round by round. Ratios above 1 mean pgforever drains faster.',
   );
   return out.join('\n');
 }
@@ -231,8 +231,8 @@ export function renderRestore(r, meta) {
   }
   out.push(
     '',
-    `Each restore starts ${cache(meta)}; the pgBackRest rows restore from the repository with that incremental type. Ratios below 1`,
-    'mean pgforever is faster.',
+    `Each restore starts ${cache(meta)}; the pgBackRest rows restore from the repository with that incremental type. The tools take`,
+    'turns going first, round by round. Ratios below 1 mean pgforever is faster.',
   );
   if (r.backups !== undefined) {
     out.push('', `Backups in each repository when the PITR restores ran: ${TOOLS.map((tool) => `${TOOL_LABEL[tool]} ${r.backups[tool]}`).join(', ')}.`);

@@ -56,3 +56,12 @@ export function log(...args) {
   const t = new Date().toISOString().slice(11, 19);
   process.stderr.write(`[bench ${t}] ${args.join(' ')}\n`);
 }
+
+/**
+ * `list` rotated left by `by` places: the tools go in a different order each round, so that none is
+ * always the one that runs right after the same other tool (or first after a set-up step).
+ */
+export function rotated(list, by) {
+  const shift = ((by % list.length) + list.length) % list.length;
+  return [...list.slice(shift), ...list.slice(0, shift)];
+}
