@@ -9,7 +9,7 @@ import { open, readdir, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { PgfError, isPgfError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
-import { encodeWalSegmentFile, frameBound } from '../native/index.js';
+import { encodeWalSegmentFile, frameBound, type EncodedWalSegment, type WalSegmentContext } from '../native/index.js';
 import type { Repository } from '../repo/index.js';
 import { parseWalFileName, segmentNumber, type WalFileName } from './names.js';
 import { storeCompressedSegment, storeWalFile, walCompressLevel, type StoreOutcome } from './repository.js';
@@ -61,6 +61,16 @@ export async function readWalFile(path: string): Promise<{ content: Buffer; iden
     const after = fileIdentity(await handle.stat({ bigint: true }));
     if (before !== after) throw new PgfError('WAL_INVALID', `${path} changed while it was being read; nothing was archived (PostgreSQL retries)`);
     return { content, identity: after };
+  } finally {
+    await handle.close();
+  }
+}
+
+/** The segment file at `path`, open only while encodeWalSegmentFile maps and encodes it. */
+async function encodeSegmentFile(path: string, context: WalSegmentContext, buffers: { room: Buffer; previous?: Buffer; tail?: Buffer }): Promise<EncodedWalSegment> {
+  const handle = await openWalFile(path);
+  try {
+    return await encodeWalSegmentFile(handle.fd, path, context, walCompressLevel, buffers);
   } finally {
     await handle.close();
   }
@@ -166,20 +176,19 @@ export class WalPusher {
 
   private async archive(path: string, name: string): Promise<StoreOutcome> {
     const file = parseWalFileName(name);
-    const { outcome, identity } = file?.kind === 'segment' || file?.kind === 'partial' ? await this.archiveSegment(path, file) : await this.archiveSmallFile(path, name);
+    if (file === undefined) {
+      throw new PgfError('WAL_INVALID', `${name} is not a WAL segment, history or backup history file name: archive_command must pass %p`);
+    }
+    const { outcome, identity } = file.kind === 'segment' || file.kind === 'partial' ? await this.archiveSegment(path, file) : await this.archiveSmallFile(path, file);
     await this.options.spool?.markPushed(name, identity);
     this.archived.add(name);
     this.options.log.debug({ file: name, outcome }, 'archived');
     return outcome;
   }
 
-  /** History and backup history files (and names that are no WAL file, which are refused). */
-  private async archiveSmallFile(path: string, name: string): Promise<{ outcome: StoreOutcome; identity: string }> {
+  /** History and backup history files. */
+  private async archiveSmallFile(path: string, file: WalFileName): Promise<{ outcome: StoreOutcome; identity: string }> {
     const { content, identity } = await readWalFile(path);
-    const file = parseWalFileName(name);
-    if (file === undefined) {
-      throw new PgfError('WAL_INVALID', `${name} is not a WAL segment, history or backup history file name: archive_command must pass %p`);
-    }
     validateWalFile(file, content, this.repo.config);
     return { outcome: await storeWalFile(this.repo, file, content), identity };
   }
@@ -203,14 +212,8 @@ export class WalPusher {
     let tailKept = false;
     try {
       const previous = keptTail ?? (await previousSegmentTail(path, segmentSize, tailRoom));
-      const handle = await openWalFile(path);
-      let read;
-      try {
-        const context = { segmentSize, pgMajor: config.pgMajor, timeline: parseInt(file.timeline, 16), segmentNo: segmentNumber(file.segment!, segmentSize), systemIdentifier: config.systemIdentifier };
-        read = await encodeWalSegmentFile(handle.fd, path, context, walCompressLevel, { room, ...(previous !== undefined ? { previous } : {}), ...(ownTail !== undefined ? { tail: ownTail } : {}) });
-      } finally {
-        await handle.close();
-      }
+      const context = { segmentSize, pgMajor: config.pgMajor, timeline: parseInt(file.timeline, 16), segmentNo: segmentNumber(file.segment!, segmentSize), systemIdentifier: config.systemIdentifier };
+      const read = await encodeSegmentFile(path, context, { room, ...(previous !== undefined ? { previous } : {}), ...(ownTail !== undefined ? { tail: ownTail } : {}) });
       const size = Number(read.stat.size);
       validateSegmentHead(file, read.head, size, config);
       if (read.summaryError !== undefined) {
