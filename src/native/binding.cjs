@@ -838,7 +838,6 @@ module.exports = nativeBinding
 module.exports.alignmentOffset = nativeBinding.alignmentOffset
 module.exports.compressExtents = nativeBinding.compressExtents
 module.exports.compressFrame = nativeBinding.compressFrame
-module.exports.compressFrameInto = nativeBinding.compressFrameInto
 module.exports.compressFrames = nativeBinding.compressFrames
 module.exports.crc32cAppend = nativeBinding.crc32cAppend
 module.exports.crc32cConcat = nativeBinding.crc32cConcat

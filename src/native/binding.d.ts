@@ -35,13 +35,6 @@ export declare function compressExtents(chunk: Buffer, extents: Array<number>, l
 /** One frame holding `raw` compressed at zstd `level` (1..=19). */
 export declare function compressFrame(raw: Buffer, level: number): Promise<Buffer>
 
-/**
- * Compresses `raw` at zstd `level` into one frame at the start of `out` (at least
- * `frameBound(raw.length)` long) and resolves to the frame's length: a caller that reuses `out`
- * touches no fresh memory.
- */
-export declare function compressFrameInto(raw: Buffer, level: number, out: Buffer): Promise<number>
-
 /** One frame per buffer of `raws`, at zstd `level`. */
 export declare function compressFrames(raws: Array<Buffer>, level: number): Promise<FrameBatch>
 
@@ -104,7 +97,7 @@ export interface FrameBatch {
   lengths: Uint32Array
 }
 
-/** The longest frame `raw_length` bytes can make: the room `compressFrameInto` needs. */
+/** The longest frame `raw_length` bytes can make: the room `encodeWalSegmentFile` needs. */
 export declare function frameBound(rawLength: number): number
 
 export interface FrameHeader {

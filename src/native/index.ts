@@ -278,24 +278,10 @@ export async function compressFrame(raw: Buffer, level: number): Promise<Buffer>
   return callAsync(() => binding.compressFrame(raw, level));
 }
 
-/** The longest frame `rawLength` bytes can make: the room compressFrameInto needs. */
+/** The longest frame `rawLength` bytes can make: the room encodeWalSegmentFile needs. */
 export function frameBound(rawLength: number): number {
   requireInteger('raw length', rawLength, 0, MAX_FRAME_RAW_BYTES);
   return binding.frameBound(rawLength);
-}
-
-/**
- * One frame holding `raw` compressed at `level`, written at the start of `out` (at least
- * frameBound(raw.length) long), as a view of `out`: a caller that reuses `out` from one large
- * input to the next touches no fresh memory. Neither buffer may change until this resolves.
- */
-export async function compressFrameInto(raw: Buffer, level: number, out: Buffer): Promise<Buffer> {
-  requireLevel(level);
-  // The worker thread writes `out` while it reads `raw`: they must not share memory.
-  if (raw.buffer === out.buffer && raw.byteOffset < out.byteOffset + out.length && out.byteOffset < raw.byteOffset + raw.length) {
-    throw new PgfError('INVALID_ARGUMENT', 'compressFrameInto needs an output buffer apart from its input');
-  }
-  return out.subarray(0, await callAsync(() => binding.compressFrameInto(raw, level, out)));
 }
 
 /** The raw bytes of exactly one frame, checked against its header and CRC-32C. */
@@ -490,6 +476,10 @@ function nativeWalContext(context: WalSegmentContext) {
   };
 }
 
+function sharesMemory(a: Buffer, b: Buffer): boolean {
+  return a.buffer === b.buffer && a.byteOffset < b.byteOffset + b.length && b.byteOffset < a.byteOffset + a.length;
+}
+
 /** A WAL segment file as `encodeWalSegmentFile` read it. */
 export interface EncodedWalSegment {
   /** The file's identity (as `BigIntStats` names it), the same before and after the read. */
@@ -520,6 +510,13 @@ export async function encodeWalSegmentFile(
   buffers: { room: Buffer; previous?: Buffer; tail?: Buffer },
 ): Promise<EncodedWalSegment> {
   requireLevel(level);
+  // The worker thread writes `room` and `tail` while it reads `previous`: none may share memory.
+  const written = [buffers.room, buffers.tail].filter((b): b is Buffer => b !== undefined);
+  for (const [i, out] of written.entries()) {
+    for (const other of [...written.slice(i + 1), buffers.previous]) {
+      if (other !== undefined && sharesMemory(out, other)) throw new PgfError('INVALID_ARGUMENT', 'encodeWalSegmentFile needs room, tail and previous apart from one another');
+    }
+  }
   const nativeContext = nativeWalContext(context);
   const native = await callAsync(() => binding.encodeWalSegmentFile(fd, path, nativeContext, level, buffers.previous, buffers.room, buffers.tail));
   return {

@@ -524,6 +524,11 @@ describe('WAL segments against pg_waldump (PostgreSQL 15)', () => {
       expect(read.stat.size).toBe(8192n);
       expect(read.frame.length).toBe(0);
       expect(read.summary).toBeUndefined();
+      // What the native side writes may not overlap what it reads or writes elsewhere.
+      const room = Buffer.alloc(frameBound(SEGMENT));
+      const context = contextFor(cluster, result.segments[0]!, result.systemIdentifier);
+      expect((await rejection(encodeWalSegmentFile(handle.fd, short, context, 1, { room, tail: room.subarray(0, 4096) }))).code).toBe('INVALID_ARGUMENT');
+      expect((await rejection(encodeWalSegmentFile(handle.fd, short, context, 1, { room, previous: room.subarray(8192, 16384) }))).code).toBe('INVALID_ARGUMENT');
     } finally {
       await handle.close();
     }

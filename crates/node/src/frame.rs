@@ -63,39 +63,11 @@ pub fn compress_frame(raw: Buffer, level: i32) -> AsyncTask<FrameWork> {
     AsyncTask::new(FrameWork::Compress { raw, level })
 }
 
-/// The longest frame `raw_length` bytes can make: the room `compressFrameInto` needs.
+/// The longest frame `raw_length` bytes can make: the room `encodeWalSegmentFile` needs.
 #[napi]
 pub fn frame_bound(raw_length: u32) -> u32 {
     // A frame holds at most frame::MAX_RAW_BYTES (1 GiB): its bound fits in u32.
     frame::frame_bound(raw_length as usize).min(u32::MAX as usize) as u32
-}
-
-pub struct CompressInto {
-    raw: Buffer,
-    level: i32,
-    out: Buffer,
-}
-
-impl Task for CompressInto {
-    type Output = usize;
-    type JsValue = u32;
-
-    fn compute(&mut self) -> Result<Self::Output> {
-        frame::compress_into(&self.raw, self.level, &mut self.out).map_err(to_napi)
-    }
-
-    fn resolve(&mut self, _env: Env, length: Self::Output) -> Result<Self::JsValue> {
-        // The frame fits in `out`, a JavaScript buffer: below 4 GiB.
-        Ok(length as u32)
-    }
-}
-
-/// Compresses `raw` at zstd `level` into one frame at the start of `out` (at least
-/// `frameBound(raw.length)` long) and resolves to the frame's length: a caller that reuses `out`
-/// touches no fresh memory.
-#[napi(ts_return_type = "Promise<number>")]
-pub fn compress_frame_into(raw: Buffer, level: i32, out: Buffer) -> AsyncTask<CompressInto> {
-    AsyncTask::new(CompressInto { raw, level, out })
 }
 
 /// The raw bytes of exactly one frame, verified.
