@@ -511,19 +511,18 @@ export async function encodeWalSegmentFile(
 ): Promise<EncodedWalSegment> {
   requireLevel(level);
   // The worker thread writes `room` and `tail` while it reads `previous`: none may share memory.
-  const written = [buffers.room, buffers.tail].filter((b): b is Buffer => b !== undefined);
-  for (const [i, out] of written.entries()) {
-    for (const other of [...written.slice(i + 1), buffers.previous]) {
-      if (other !== undefined && sharesMemory(out, other)) throw new PgfError('INVALID_ARGUMENT', 'encodeWalSegmentFile needs room, tail and previous apart from one another');
-    }
+  const { room, previous, tail } = buffers;
+  const overlaps = (a: Buffer | undefined, b: Buffer | undefined) => a !== undefined && b !== undefined && sharesMemory(a, b);
+  if (overlaps(room, tail) || overlaps(room, previous) || overlaps(tail, previous)) {
+    throw new PgfError('INVALID_ARGUMENT', 'encodeWalSegmentFile needs room, tail and previous apart from one another');
   }
   const nativeContext = nativeWalContext(context);
-  const native = await callAsync(() => binding.encodeWalSegmentFile(fd, path, nativeContext, level, buffers.previous, buffers.room, buffers.tail));
+  const native = await callAsync(() => binding.encodeWalSegmentFile(fd, path, nativeContext, level, previous, room, tail));
   return {
     stat: native.stat,
     head: native.head,
     zeroFrom: native.zeroFrom,
-    frame: buffers.room.subarray(0, native.frameLength),
+    frame: room.subarray(0, native.frameLength),
     ...(native.summary !== undefined ? { summary: walSummaryOf(native.summary) } : {}),
     ...(native.summaryError !== undefined ? { summaryError: fromNativeError(new Error(native.summaryError)) } : {}),
   };
