@@ -8,6 +8,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { quoteLiteral } from '../lib/cluster.js';
 import { PgBackRest } from '../lib/pgbackrest.js';
 import { Pgforever } from '../lib/pgforever.js';
+import { busyCpuSeconds } from '../lib/machine.js';
 import { chownToServer, killProcessesUnder } from '../lib/proc.js';
 import { median, log, rotated } from '../lib/util.js';
 import { reasonOf, useCluster } from '../lib/world.js';
@@ -57,19 +58,23 @@ async function fillBacklog(world, segments, source) {
   return cluster.readyCount();
 }
 
-/** Switches archive_command and returns the seconds until `count` more files are archived. */
+/**
+ * Switches archive_command and returns the seconds until `count` more files are archived, with the
+ * CPU-seconds the whole machine used meanwhile (the archiver, the command, this polling included).
+ */
 async function drain(world, command, count, deadlineMs) {
   const client = await world.cluster.connect();
   try {
     await client.query(`ALTER SYSTEM SET archive_command = ${quoteLiteral(command)}`);
     const [{ archived }] = (await client.query('SELECT archived_count AS archived FROM pg_stat_archiver')).rows;
     const target = Number(archived) + count;
+    const cpu0 = busyCpuSeconds();
     const t0 = process.hrtime.bigint();
     await client.query('SELECT pg_reload_conf()');
     const deadline = Date.now() + deadlineMs;
     for (;;) {
       const [{ now }] = (await client.query('SELECT archived_count AS now FROM pg_stat_archiver')).rows;
-      if (Number(now) >= target) return Number(process.hrtime.bigint() - t0) / 1e9;
+      if (Number(now) >= target) return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, cpuSeconds: busyCpuSeconds() - cpu0 };
       if (Date.now() > deadline) throw new Error(`archive drain with ${command} did not finish in ${deadlineMs / 1000} s (${Number(now) - Number(archived)} of ${count})`);
       await delay(10);
     }
@@ -119,9 +124,10 @@ export async function archiveDrain(ctx) {
       // Dirty pages of the filling (and of the previous command's output) are not this command's cost.
       await world.cluster.query('CHECKPOINT');
       try {
-        const seconds = await drain(world, commands[name], backlog, 30 * 60_000);
-        samples[name].push({ backlog, seconds, perSecond: backlog / seconds });
-        log(`drain ${name}: ${backlog} segments in ${seconds.toFixed(2)} s (${(backlog / seconds).toFixed(1)}/s)`);
+        const { seconds, cpuSeconds } = await drain(world, commands[name], backlog, 30 * 60_000);
+        const cpuMsPerSegment = (cpuSeconds * 1000) / backlog;
+        samples[name].push({ backlog, seconds, perSecond: backlog / seconds, cpuMsPerSegment });
+        log(`drain ${name}: ${backlog} segments in ${seconds.toFixed(2)} s (${(backlog / seconds).toFixed(1)}/s), ${cpuMsPerSegment.toFixed(1)} ms of CPU a segment`);
       } catch (error) {
         if (name !== 'pgforever') throw error;
         reasons[name] = reasonOf(error);
@@ -142,7 +148,15 @@ export async function archiveDrain(ctx) {
   for (const name of DRAIN_COMMANDS) {
     const s = samples[name];
     result[name] = s.length > 0
-      ? { backlog: median(s.map((x) => x.backlog)), seconds: median(s.map((x) => x.seconds)), perSecond: median(s.map((x) => x.perSecond)), min: Math.min(...s.map((x) => x.perSecond)), max: Math.max(...s.map((x) => x.perSecond)), samples: s.length }
+      ? {
+          backlog: median(s.map((x) => x.backlog)),
+          seconds: median(s.map((x) => x.seconds)),
+          perSecond: median(s.map((x) => x.perSecond)),
+          min: Math.min(...s.map((x) => x.perSecond)),
+          max: Math.max(...s.map((x) => x.perSecond)),
+          cpuMsPerSegment: median(s.map((x) => x.cpuMsPerSegment)),
+          samples: s.length,
+        }
       : { reason: reasons[name] ?? 'not measured' };
   }
   return result;

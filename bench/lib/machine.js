@@ -57,7 +57,7 @@ export class InterferenceMonitor {
     this.byCommand = new Map();
     this.otherTicks = 0;
     this.started = Date.now();
-    this.tick = Number(output('getconf', ['CLK_TCK'])) || 100;
+    this.tick = clockTick();
     this.cpuAtStart = cpuTicks();
     this.sample();
     this.timer = setInterval(() => this.sample(), 5000);
@@ -127,8 +127,25 @@ export class InterferenceMonitor {
   }
 }
 
+let ticksPerSecond;
+function clockTick() {
+  ticksPerSecond ??= Number(output('getconf', ['CLK_TCK'])) || 100;
+  return ticksPerSecond;
+}
+
+/** The first line of /proc/stat: user, nice, system, idle, iowait, irq, softirq, steal... in ticks since boot. */
+function machineCpuFields() {
+  return readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+}
+
 /** The machine's CPU time since boot from /proc/stat, in ticks: all of it and what the hypervisor stole. */
 function cpuTicks() {
-  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const fields = machineCpuFields();
   return { total: fields.reduce((sum, n) => sum + n, 0), steal: fields[7] ?? 0 };
+}
+
+/** Seconds of CPU every process and the kernel have used since boot: user, nice, system, irq and softirq (not idle, I/O wait or steal). */
+export function busyCpuSeconds() {
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0] = machineCpuFields();
+  return (user + nice + system + irq + softirq) / clockTick();
 }

@@ -166,24 +166,27 @@ export function renderArchive(r, meta) {
     '',
     `WAL source: ${r.source === 'realistic' ? 'INSERTs copying rows of the realistic docs table' : 'INSERTs copying pgbench_accounts rows'}; 16 MiB segments; backlog of about ${r.segmentsWanted} segments.`,
     '',
-    '| archive_command | backlog (segments) | seconds | segments/s | pgforever / this (segments/s) |',
-    '|---|---|---|---|---|',
+    '| archive_command | backlog (segments) | seconds | segments/s | pgforever / this (segments/s) | CPU ms a segment, whole machine |',
+    '|---|---|---|---|---|---|',
   ];
   for (const name of DRAIN_COMMANDS) {
     const m = r[name];
     if (!m || m.reason) {
-      out.push(reasonRow([DRAIN_LABEL[name]], m?.reason ?? 'not measured', 5));
+      out.push(reasonRow([DRAIN_LABEL[name]], m?.reason ?? 'not measured', 6));
       continue;
     }
     const range = m.samples > 1 ? ` (${m.min.toFixed(1)}–${m.max.toFixed(1)})` : '';
-    out.push(`| ${DRAIN_LABEL[name]} | ${m.backlog} | ${sec(m.seconds)} | ${m.perSecond.toFixed(1)}${range} | ${name === 'pgforever' || p.reason ? '' : ratio(p.perSecond, m.perSecond)} |`);
+    const cpu = m.cpuMsPerSegment === undefined ? '' : m.cpuMsPerSegment.toFixed(1);
+    out.push(`| ${DRAIN_LABEL[name]} | ${m.backlog} | ${sec(m.seconds)} | ${m.perSecond.toFixed(1)}${range} | ${name === 'pgforever' || p.reason ? '' : ratio(p.perSecond, m.perSecond)} | ${cpu} |`);
   }
   out.push(
     '',
     'The backlog piles up while archive_command is `/bin/false`; then ALTER SYSTEM sets the command, pg_reload_conf() wakes the archiver, and',
     'the time until pg_stat_archiver.archived_count has advanced by the backlog is taken from one connection polling every 10 ms. pgBackRest',
     'pushes to one repository (zstd, level 3 default); `zstd -1` and `/bin/true` are the scale: no fsync, no checks. The commands take',
-    'turns going first, round by round. Ratios above 1 mean pgforever drains faster.',
+    'turns going first, round by round. Ratios above 1 mean pgforever drains faster. CPU a segment: the busy CPU time of the whole machine',
+    '(user, system and interrupts from /proc/stat, not idle, I/O wait or steal) from the reload until the backlog is archived, over the',
+    'backlog: the command with its daemons, PostgreSQL\'s archiver and this polling (the last two alike for every command); median of the rounds.',
   );
   return out.join('\n');
 }
