@@ -26,15 +26,23 @@ export interface ReadStats {
   bytes: number;
 }
 
+export interface ExtentReaderOptions {
+  parallel: number;
+  gapBytes?: number;
+  /** Adds what the index may lack; called once, when an extent asked for is not in it. */
+  completeIndex?: () => Promise<void>;
+}
+
 export class ExtentReader {
   readonly stats: ReadStats = { requests: 0, bytes: 0 };
   private readonly gapBytes: number;
+  private completing: Promise<void> | undefined;
 
   constructor(
     private readonly storage: Storage,
     private readonly index: ExtentIndex,
     private readonly key: Buffer,
-    private readonly options: { parallel: number; gapBytes?: number },
+    private readonly options: ExtentReaderOptions,
   ) {
     this.gapBytes = options.gapBytes ?? 256 * 1024;
   }
@@ -45,8 +53,15 @@ export class ExtentReader {
    * into buffers of their own.
    */
   async fetch(ids: readonly Buffer[], into?: Buffer): Promise<FetchedExtents> {
+    let locations = ids.map((id) => this.index.get(id));
+    const { completeIndex } = this.options;
+    if (completeIndex !== undefined && locations.includes(undefined)) {
+      this.completing ??= completeIndex();
+      await this.completing;
+      locations = ids.map((id) => this.index.get(id));
+    }
     const wanted: Wanted[] = ids.map((id, position) => {
-      const location = this.index.get(id);
+      const location = locations[position];
       if (location === undefined) {
         throw new PgfError('REPO_CORRUPT', `extent ${id.toString('hex')} is not in the repository index: run pgforever verify`);
       }

@@ -116,6 +116,12 @@ export class Repository {
     const excluded = options.forReuse ? await condemnedPacks(this.storage) : new Set<string>();
     const index = new ExtentIndex();
     const { covered, deltas } = await readIndexDeltas(this.storage, index, excluded);
+    const unindexedPacks = await this.addUnindexedPacks(index, covered, excluded);
+    return { index, deltas, unindexedPacks };
+  }
+
+  /** Adds to `index` the footers of the packs no index delta names (`covered`), except `excluded`; returns every such pack. */
+  private async addUnindexedPacks(index: ExtentIndex, covered: ReadonlySet<string>, excluded: ReadonlySet<string>): Promise<string[]> {
     const unindexedPacks: string[] = [];
     for await (const object of this.storage.list(keys.packs)) {
       const packId = packIdOf(object.key);
@@ -124,7 +130,22 @@ export class Repository {
       if (excluded.has(packId)) continue;
       for (const entry of await readPackFooter(this.storage, packId, object.size)) index.add(entry);
     }
-    return { index, deltas, unindexedPacks };
+    return unindexedPacks;
+  }
+
+  /**
+   * A reader of stored extents (restores) on the index deltas alone. Every pack a finished backup
+   * wrote is in a delta; only extents a backup reused from packs an interrupted one left are not,
+   * so the packs are listed (a request per thousand on S3) and those footers read only when an
+   * extent asked for is missing.
+   */
+  async extentReaderFromDeltas(options: { parallel: number }): Promise<ExtentReader> {
+    const index = new ExtentIndex();
+    const { covered } = await readIndexDeltas(this.storage, index);
+    const completeIndex = async () => {
+      await this.addUnindexedPacks(index, covered, new Set());
+    };
+    return new ExtentReader(this.storage, index, this.extentKey, { ...options, completeIndex });
   }
 
   packWriter(index: ExtentIndex, options: PackWriterOptions = { targetBytes: 64 * 1024 * 1024, maxInFlight: 2 }): PackWriter {

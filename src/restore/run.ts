@@ -349,7 +349,7 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
     // starts loading it now, while it looks at the local files, since it nearly always rewrites some.
     let reader: Promise<ExtentReader> | undefined;
     const extentReader = () =>
-      (reader ??= repo.loadIndex({ forReuse: false }).then((index) => repo.extentReader(index, { parallel: Math.max(2, settings.processMax * 2) })));
+      (reader ??= repo.extentReaderFromDeltas({ parallel: Math.max(2, settings.processMax * 2) }));
     if (request.delta) extentReader().catch(() => undefined);
     const extentSource: ExtentSource = {
       fetch: async (ids, into) => (await extentReader()).fetch(ids, into),

@@ -62,6 +62,34 @@ async function extents(repo: Repository, count: number) {
     expect(items.every((i) => index.has(i.id))).toBe(true);
   });
 
+  it('reads extents on the index deltas, listing the packs only for one that no delta names', async () => {
+    const { storage, repo } = await freshRepo();
+    const indexed = await extents(repo, 4);
+    const first = repo.packWriter(await repo.loadIndex({ forReuse: true }));
+    await first.add(indexed);
+    await repo.recordIndex(await first.finish());
+    // A backup killed after its pack was durable and before its index delta: later backups reuse these.
+    const left = await extents(repo, 3);
+    const second = repo.packWriter(await repo.loadIndex({ forReuse: true }));
+    await second.add(left);
+    await second.finish();
+
+    const listsBefore = storage.stats.list;
+    const reader = await repo.extentReaderFromDeltas({ parallel: 2 });
+    const fromDeltas = await reader.fetch(indexed.map((i) => i.id));
+    fromDeltas.extents.forEach((raw, i) => expect(raw.equals(indexed[i]!.raw)).toBe(true));
+    expect(storage.stats.list - listsBefore).toBe(1);
+
+    const mixed = [left[0]!, indexed[1]!, left[2]!];
+    const { extents: raws } = await reader.fetch(mixed.map((i) => i.id));
+    raws.forEach((raw, i) => expect(raw.equals(mixed[i]!.raw)).toBe(true));
+    expect(storage.stats.list - listsBefore).toBe(2);
+
+    const unknown = extentId(randomBytes(100), repo.extentKey);
+    await expect(reader.fetch([unknown])).rejects.toMatchObject({ code: 'REPO_CORRUPT' });
+    expect(storage.stats.list - listsBefore).toBe(2);
+  });
+
   it('detects one flipped byte in a pack, a list and a manifest', async () => {
     const { storage, repo } = await freshRepo();
     const index = await repo.loadIndex({ forReuse: true });
