@@ -59,7 +59,7 @@ try {
   await repo.recordIndex(await writer.finish());
   const writeSeconds = (Date.now() - t) / 1000;
   const afterWrite = { ...storage.stats };
-  const reader = repo.extentReader(await repo.loadIndex({ forReuse: true }), { parallel: 4 });
+  const reader = await repo.extentReaderFromDeltas({ parallel: 4 });
   t = Date.now();
   for (let i = 0; i < ids.length; i += 64) await reader.fetch(ids.slice(i, i + 64));
   const readSeconds = (Date.now() - t) / 1000;
