@@ -176,8 +176,7 @@ export function renderArchive(r, meta) {
       continue;
     }
     const range = m.samples > 1 ? ` (${m.min.toFixed(1)}–${m.max.toFixed(1)})` : '';
-    const cpu = m.cpuMsPerSegment === undefined ? '' : m.cpuMsPerSegment.toFixed(1);
-    out.push(`| ${DRAIN_LABEL[name]} | ${m.backlog} | ${sec(m.seconds)} | ${m.perSecond.toFixed(1)}${range} | ${name === 'pgforever' || p.reason ? '' : ratio(p.perSecond, m.perSecond)} | ${cpu} |`);
+    out.push(`| ${DRAIN_LABEL[name]} | ${m.backlog} | ${sec(m.seconds)} | ${m.perSecond.toFixed(1)}${range} | ${name === 'pgforever' || p.reason ? '' : ratio(p.perSecond, m.perSecond)} | ${m.cpuMsPerSegment.toFixed(1)} |`);
   }
   out.push(
     '',
