@@ -193,7 +193,7 @@ fn for_each_extent(
     mut visit: impl FnMut(&[u8], ExtentScan, &[ChecksumFailure]),
 ) -> Result<()> {
     let page_count = pages(chunk)?.len();
-    if options.first_block as usize % EXTENT_PAGES != 0 {
+    if !(options.first_block as usize).is_multiple_of(EXTENT_PAGES) {
         return Err(CoreError::new(
             ErrorCode::InvalidArgument,
             format!(

@@ -86,7 +86,7 @@ impl PageHeader {
             && self.lower <= self.upper
             && self.upper <= self.special
             && usize::from(self.special) <= PAGE_SIZE
-            && self.special % MAX_ALIGN == 0
+            && self.special.is_multiple_of(MAX_ALIGN)
     }
 }
 
@@ -182,7 +182,7 @@ pub struct ChecksumFailure {
 
 /// Splits `buffer` into whole pages; BUFFER_LENGTH unless its length is a multiple of the page size.
 pub fn pages(buffer: &[u8]) -> Result<Pages<'_>> {
-    if buffer.len() % PAGE_SIZE != 0 {
+    if !buffer.len().is_multiple_of(PAGE_SIZE) {
         return Err(CoreError::new(
             ErrorCode::BufferLength,
             format!(
@@ -230,7 +230,7 @@ pub(crate) fn check_block_range(first_block: u32, count: usize) -> Result<()> {
 /// by a concurrent write that WAL replay repairs.
 #[inline]
 pub(crate) fn wants_checksum(header: &PageHeader, skip_from_lsn: Option<u64>) -> bool {
-    !header.is_new() && skip_from_lsn.map_or(true, |start| header.lsn < start)
+    !header.is_new() && skip_from_lsn.is_none_or(|start| header.lsn < start)
 }
 
 /// Checks the checksum of every page in `buffer`, whose first page is relation block

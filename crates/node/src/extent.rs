@@ -215,7 +215,7 @@ pub fn decompress_identified_extents_into(
     key: Buffer,
     out: Buffer,
 ) -> Result<AsyncTask<DecompressIdentified>> {
-    if frame_bounds.len() % 2 != 0 {
+    if !frame_bounds.len().is_multiple_of(2) {
         return Err(invalid_argument(format!(
             "frame bounds come in offset and length pairs, got {} numbers",
             frame_bounds.len()

@@ -280,7 +280,7 @@ fn claims_beyond_memory_are_errors_not_aborts() {
     frame[8..12].copy_from_slice(&(MAX_RAW_BYTES as u32).to_le_bytes());
     reseal(&mut frame);
     assert_eq!(code(decompress(&frame)), ErrorCode::FrameCorrupt);
-    let many: Vec<&[u8]> = std::iter::repeat(&frame[..]).take(1 << 16).collect();
+    let many: Vec<&[u8]> = std::iter::repeat_n(&frame[..], 1 << 16).collect();
     let err = decompress_many(&many).unwrap_err();
     assert_eq!(err.code, ErrorCode::BufferLength);
 }

@@ -138,7 +138,9 @@ impl<'a> SegmentReader<'a> {
         context: &SegmentContext,
         previous: &'a [u8],
     ) -> Result<SegmentReader<'a>> {
-        if previous.len() % XLOG_BLCKSZ != 0 || previous.len() as u64 > context.start_lsn() {
+        if !previous.len().is_multiple_of(XLOG_BLCKSZ)
+            || previous.len() as u64 > context.start_lsn()
+        {
             return Err(CoreError::new(
                 ErrorCode::InvalidArgument,
                 format!(
@@ -590,7 +592,7 @@ impl<'a> SegmentReader<'a> {
                 self.finish(segment_end, EndReason::SegmentEnd, None, None);
                 return None;
             }
-            if self.pos % PAGE == 0 {
+            if self.pos.is_multiple_of(PAGE) {
                 let header = match self.enter_page(self.pos) {
                     Ok(header) => header,
                     Err((reason, detail)) => {

@@ -186,7 +186,7 @@ impl Builder {
     /// Writes a page header (a long one at a segment start); returns its size.
     fn page_header(&mut self, at: usize, info: u16, rem_len: u32) -> usize {
         let segment = self.ctx.segment_size as usize;
-        let info = if at % segment == 0 {
+        let info = if at.is_multiple_of(segment) {
             info | XLP_LONG_HEADER
         } else {
             info
@@ -229,7 +229,7 @@ impl Builder {
     /// Positions at the next record start: MAXALIGNed, past a page header at a page boundary.
     fn align(&mut self) {
         self.pos = max_align(self.pos as u64) as usize;
-        if self.pos % BLCKSZ == 0 && self.pos < self.buf.len() {
+        if self.pos.is_multiple_of(BLCKSZ) && self.pos < self.buf.len() {
             self.pos += self.page_header(self.pos, 0, 0);
         }
     }
