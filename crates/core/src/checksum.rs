@@ -1,8 +1,30 @@
-//! CRC-32C of whole files, built up chunk by chunk, as PostgreSQL's backup manifests record them.
+//! CRC-32C: of frames, extents and WAL records, and of whole files built up chunk by chunk, as
+//! PostgreSQL's backup manifests record them.
+
+use crc_fast::{CrcAlgorithm, Digest};
+
+/// From this length on, `crc-fast` (carry-less multiplication, VPCLMULQDQ where the CPU has it)
+/// computes the CRC; below it, the `crc32c` crate's `crc32` instruction loop, which has less to set
+/// up. Measured on an AMD EPYC over a 16 MiB WAL segment cut into pieces: crc-fast took 0.5 against
+/// 1.1-1.2 ms whole, 0.6-0.8 against 1.4 ms in 128 KiB extents, 0.8 against 1.2-1.5 ms in 8 KiB
+/// pieces, and was up to 15% slower in the 20 to 300-byte pieces most WAL records are.
+const WIDE_BYTES: usize = 1024;
 
 /// Extends `crc` (0 for the start of a file) over `data`.
 pub fn crc32c_append(crc: u32, data: &[u8]) -> u32 {
-    crc32c::crc32c_append(crc, data)
+    if data.len() < WIDE_BYTES {
+        return crc32c::crc32c_append(crc, data);
+    }
+    // The state a CRC-32C continues from is the finished CRC before its final inversion.
+    let mut digest = Digest::new_with_init_state(CrcAlgorithm::Crc32Iscsi, u64::from(!crc));
+    digest.update(data);
+    // A CRC-32 digest's value fits in 32 bits.
+    digest.finalize() as u32
+}
+
+/// The CRC-32C of `data`.
+pub fn crc32c(data: &[u8]) -> u32 {
+    crc32c_append(0, data)
 }
 
 /// The CRC-32C polynomial, bit-reflected as the CRC is computed: bit 31 holds x^0.
@@ -84,6 +106,31 @@ mod tests {
         assert_eq!(whole, pieces);
         // The check value of CRC-32C (Castagnoli).
         assert_eq!(crc32c_append(0, b"123456789"), 0xE306_9283);
+    }
+
+    #[test]
+    fn both_implementations_agree_on_each_side_of_the_switch() {
+        let data: Vec<u8> = (0..70_000u32).map(|i| (i * 97 % 241) as u8).collect();
+        for length in [
+            0,
+            1,
+            20,
+            WIDE_BYTES - 1,
+            WIDE_BYTES,
+            WIDE_BYTES + 1,
+            8192,
+            65_536 + 3,
+            data.len(),
+        ] {
+            let piece = &data[..length];
+            for start in [0, 0xE306_9283, u32::MAX] {
+                assert_eq!(
+                    crc32c_append(start, piece),
+                    crc32c::crc32c_append(start, piece),
+                    "{length} bytes after {start:#x}"
+                );
+            }
+        }
     }
 
     #[test]

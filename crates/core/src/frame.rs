@@ -21,6 +21,7 @@
 
 use std::cell::RefCell;
 
+use crate::checksum;
 use crate::error::{CoreError, ErrorCode, Result};
 use crate::extent::EXTENT_BYTES;
 
@@ -93,7 +94,7 @@ pub fn read_header(bytes: &[u8]) -> Result<FrameHeader> {
             ),
         ));
     }
-    if crc32c::crc32c(&head[..20]) != u32_at(head, 20) {
+    if checksum::crc32c(&head[..20]) != u32_at(head, 20) {
         return Err(corrupt("frame header checksum mismatch"));
     }
     let flags = head[5];
@@ -296,8 +297,8 @@ fn write_header(head: &mut [u8], raw: &[u8], level: i32, stored_raw: bool, paylo
     // Both lengths are at most MAX_RAW_BYTES (raw checked above; payload <= raw).
     head[8..12].copy_from_slice(&(raw.len() as u32).to_le_bytes());
     head[12..16].copy_from_slice(&(payload_length as u32).to_le_bytes());
-    head[16..20].copy_from_slice(&crc32c::crc32c(raw).to_le_bytes());
-    let header_crc = crc32c::crc32c(&head[..20]);
+    head[16..20].copy_from_slice(&checksum::crc32c(raw).to_le_bytes());
+    let header_crc = checksum::crc32c(&head[..20]);
     head[20..24].copy_from_slice(&header_crc.to_le_bytes());
 }
 
@@ -356,7 +357,7 @@ fn decompress_append(frame: &[u8], header: &FrameHeader, out: &mut Vec<u8>) -> R
             return Err(err);
         }
     }
-    if crc32c::crc32c(&out[start..]) != header.raw_crc32c {
+    if checksum::crc32c(&out[start..]) != header.raw_crc32c {
         out.truncate(start);
         return Err(corrupt("frame contents fail their CRC-32C"));
     }
@@ -543,7 +544,7 @@ fn decompress_to_slice(frame: &[u8], header: &FrameHeader, out: &mut [u8]) -> Re
             )));
         }
     }
-    if crc32c::crc32c(out) != header.raw_crc32c {
+    if checksum::crc32c(out) != header.raw_crc32c {
         return Err(corrupt("frame contents fail their CRC-32C"));
     }
     Ok(())

@@ -7,6 +7,7 @@ use std::ops::Range;
 
 use super::page::XLOG_BLCKSZ;
 use super::{Cursor, RECORD_HEADER_SIZE};
+use crate::checksum;
 
 /// `XLR_MAX_BLOCK_ID`.
 pub const MAX_BLOCK_ID: u8 = 32;
@@ -206,7 +207,7 @@ impl RecordHeader {
 /// `ValidXLogRecord`: CRC-32C of everything after the header, then of the header up to `xl_crc`.
 pub(crate) fn crc_matches(record: &[u8], stored: u32) -> bool {
     match (record.get(RECORD_HEADER_SIZE..), record.get(..20)) {
-        (Some(body), Some(head)) => crc32c::crc32c_append(crc32c::crc32c(body), head) == stored,
+        (Some(body), Some(head)) => checksum::crc32c_append(checksum::crc32c(body), head) == stored,
         _ => false,
     }
 }
