@@ -219,22 +219,25 @@ export function renderRestore(r, meta) {
     'newest backup, start PostgreSQL (archiving off), recover to the target, promote, until `SELECT sum(bbalance) FROM pgbench_branches` answers.',
     'Each restored server is then checked to have stopped at the target (its newest pgbench_history row at most 2 s before it, none after).',
     '',
-    '| tool | restore s | start + recovery + promotion s | time to usable data s | pgforever / this |',
-    '|---|---|---|---|---|',
+    '| tool | restore s | start + recovery + promotion s | WAL from the backup\'s start to the target, MiB | time to usable data s | pgforever / this |',
+    '|---|---|---|---|---|---|',
   );
   const p = r.pgforever.pitr;
   for (const tool of TOOLS) {
     const m = r[tool].pitr;
     if (m.reason) {
-      out.push(reasonRow([TOOL_LABEL[tool]], m.reason, 5));
+      out.push(reasonRow([TOOL_LABEL[tool]], m.reason, 6));
       continue;
     }
-    out.push(`| ${TOOL_LABEL[tool]} | ${sec(m.restoreS)} | ${sec(m.startS)} | ${sec(m.wallS)} | ${tool === 'pgforever' || p.reason ? '' : ratio(p.wallS, m.wallS)} |`);
+    const replayed = m.replayedBytes === undefined ? '' : (m.replayedBytes / 1048576).toFixed(1);
+    out.push(`| ${TOOL_LABEL[tool]} | ${sec(m.restoreS)} | ${sec(m.startS)} | ${replayed} | ${sec(m.wallS)} | ${tool === 'pgforever' || p.reason ? '' : ratio(p.wallS, m.wallS)} |`);
   }
   out.push(
     '',
     `Each restore starts ${cache(meta)}; the pgBackRest rows restore from the repository with that incremental type. The tools take`,
-    'turns going first, round by round. Ratios below 1 mean pgforever is faster.',
+    'turns going first, round by round. Ratios below 1 mean pgforever is faster. Each tool recovers from its newest backup, and the tools',
+    'took those backups one after the other, pgforever first: the WAL column (LSN distance, measured after promotion) shows how much more',
+    'WAL that leaves it to replay. Each backup between them adds a checkpoint and a segment switch (the rest of that 16 MiB segment unused).',
   );
   if (r.backups !== undefined) {
     out.push('', `Backups in each repository when the PITR restores ran: ${TOOLS.map((tool) => `${TOOL_LABEL[tool]} ${r.backups[tool]}`).join(', ')}.`);
