@@ -7,7 +7,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Cluster, freePort, waitFor } from '../lib/cluster.js';
 import { changePgbench, runWorkload } from '../lib/data.js';
-import { measure } from '../lib/proc.js';
+import { killProcessesUnder, measure, processesUnder } from '../lib/proc.js';
 import { dropCaches, log, medianOf, rotated } from '../lib/util.js';
 import { reasonOf, useCluster } from '../lib/world.js';
 import { TOOLS, ensureBackups, measureBackup, scratchDir } from './backups.js';
@@ -27,6 +27,17 @@ function restoreArgv(world, tool, pgdata, { set, delta = false, targetTime } = {
   return world.pgbackrest.restoreArgv(tool, pgdata, extra);
 }
 
+/**
+ * A pgforever restore ends by starting, in the background, the archive daemon recovery will use
+ * and having it fetch the first segment (`pgforever-archive prefetch` waits for that). With no
+ * recovery to serve, it would only load the machine during the next tool's restore: it is let
+ * finish its start and then stopped, between measurements.
+ */
+async function stopRecoveryPrefetch(pgdata) {
+  await waitFor(() => !processesUnder(pgdata).some((p) => p.cmdline.includes('pgforever-archive prefetch')), { deadlineMs: 60_000, intervalMs: 20, what: 'the recovery prefetch to end' });
+  await killProcessesUnder(pgdata, { select: (p) => p.cmdline.includes(' archive-daemon ') });
+}
+
 async function measureRestore(world, tool, pgdata, options) {
   if (tool === 'pgforever' && world.pgforeverReason) return { reason: world.pgforeverReason };
   if (!options.delta) rmSync(pgdata, { recursive: true, force: true });
@@ -34,6 +45,7 @@ async function measureRestore(world, tool, pgdata, options) {
   const [file, ...args] = restoreArgv(world, tool, pgdata, options);
   try {
     const m = await measure(file, args, { scratch: scratchDir(world), env: tool === 'pgforever' ? world.pgforever.env : world.cluster.env });
+    if (tool === 'pgforever' && options.targetTime === undefined) await stopRecoveryPrefetch(pgdata);
     delete m.stdout;
     delete m.stderr;
     log(`${options.delta ? 'delta ' : ''}restore ${tool}: ${m.wallS.toFixed(2)} s`);
