@@ -42,6 +42,15 @@ if ! command -v cargo >/dev/null 2>&1; then
   log "cargo not found: install Rust (rustup) first"
   exit 1
 fi
+# npm/pack.sh, which a test runs as a release would: zig links the addon against glibc 2.17.
+if ! python3 -m ziglang version >/dev/null 2>&1; then
+  log "installing zig (PyPI ziglang)"
+  python3 -m pip install --quiet --disable-pip-version-check ziglang==0.17.1
+fi
+if ! command -v cargo-zigbuild >/dev/null 2>&1; then
+  log "installing cargo-zigbuild"
+  cargo install --quiet --locked cargo-zigbuild@0.24.1
+fi
 if ! command -v node >/dev/null 2>&1 || [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
   log "Node.js 20 or newer is required"
   exit 1

@@ -11,4 +11,7 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo test --workspace --quiet
 npx tsc --noEmit -p tsconfig.json
+# The release packages for this host, built here rather than inside the parallel test run (the zig
+# build of the addon takes a core for about a minute); test/e2e/npm-install builds them again, from cache.
+bash npm/pack.sh .tmp/packages "linux-$(node -p process.arch)-gnu" >/dev/null
 npx vitest run
