@@ -12,15 +12,25 @@ type Binding = typeof import('./binding.js');
 // `napi build` writes it.
 const require = createRequire(import.meta.url);
 
+/** The platforms npm/pack.sh builds prebuilt addons for. */
+const prebuiltPlatforms = ['linux-x64-gnu', 'linux-arm64-gnu'];
+
+/** This host's platform in the per-platform packages' naming (`linux-x64-gnu`, `linux-arm64-musl`, ...). */
+function hostPlatform(): string {
+  if (process.platform !== 'linux') return `${process.platform}-${process.arch}`;
+  const header = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header;
+  return `linux-${process.arch}-${header?.glibcVersionRuntime !== undefined ? 'gnu' : 'musl'}`;
+}
+
 function loadBinding(): Binding {
   try {
     return require('../../src/native/binding.cjs') as Binding;
   } catch (cause) {
-    throw new PgfError(
-      'NATIVE_UNAVAILABLE',
-      'the pgforever native addon could not be loaded; reinstall the package (npm install) or build it with `npm run build:native`',
-      { cause },
-    );
+    const platform = hostPlatform();
+    const why = prebuiltPlatforms.includes(platform)
+      ? `install @pgforever/native-${platform} (npm installs it with pgforever unless optional dependencies are omitted)`
+      : `no prebuilt addon exists for ${platform} (only ${prebuiltPlatforms.join(', ')})`;
+    throw new PgfError('NATIVE_UNAVAILABLE', `the pgforever native addon could not be loaded: ${why}; in a checkout, build it with npm run build`, { cause });
   }
 }
 

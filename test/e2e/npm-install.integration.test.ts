@@ -20,21 +20,22 @@ describe('the npm packages a release publishes', () => {
   const clusters: Cluster[] = [];
   let project: string;
   let cli: string;
+  let tarballs: string[];
 
   beforeAll(async () => {
-    const tarballs = await mkdtemp(join(tmpdir(), 'pgf-tarballs-'));
-    scratch.push(tarballs);
+    const packDir = await mkdtemp(join(tmpdir(), 'pgf-tarballs-'));
+    scratch.push(packDir);
     // cargo-zigbuild compiles the addon for glibc 2.17 from scratch on a fresh machine: about a minute.
-    const { stdout } = await promisify(execFile)('bash', [join(checkout, 'npm/pack.sh'), tarballs, platform], { cwd: checkout, maxBuffer: 16 << 20 });
+    const { stdout } = await promisify(execFile)('bash', [join(checkout, 'npm/pack.sh'), packDir, platform], { cwd: checkout, maxBuffer: 16 << 20 });
     const { version } = JSON.parse(await readFile(join(checkout, 'package.json'), 'utf8')) as { version: string };
-    const packed = stdout.trim().split('\n').slice(-2);
-    expect(packed.map((path) => path.slice(tarballs.length + 1))).toEqual([`pgforever-native-${platform}-${version}.tgz`, `pgforever-${version}.tgz`]);
+    tarballs = stdout.trim().split('\n').slice(-2);
+    expect(tarballs.map((path) => path.slice(packDir.length + 1))).toEqual([`pgforever-native-${platform}-${version}.tgz`, `pgforever-${version}.tgz`]);
 
     project = await makeServerUserDir('pgf-installed-');
     scratch.push(project);
     await writeFile(join(project, 'package.json'), JSON.stringify({ name: 'pgforever-install-check', private: true }));
     // The platform tarball stands in for the registry's copy that pgforever's optionalDependencies name.
-    await promisify(execFile)('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', ...packed], { cwd: project, maxBuffer: 16 << 20 });
+    await promisify(execFile)('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', ...tarballs], { cwd: project, maxBuffer: 16 << 20 });
     cli = join(project, 'node_modules/pgforever/bin/pgforever.js');
   }, 900_000);
 
@@ -56,6 +57,17 @@ describe('the npm packages a release publishes', () => {
     expect(commands.archive_command.startsWith(`${client} push `)).toBe(true);
     expect(commands.archive_command).toContain(`--cli ${cli} `);
     expect(commands.restore_command.startsWith(`${client} get `)).toBe(true);
+  });
+
+  it('without the platform package, a command fails with one line naming the package to install', async () => {
+    const bare = await mkdtemp(join(tmpdir(), 'pgf-installed-bare-'));
+    scratch.push(bare);
+    await writeFile(join(bare, 'package.json'), JSON.stringify({ name: 'pgforever-install-check', private: true }));
+    await promisify(execFile)('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--omit=optional', tarballs.at(-1)!], { cwd: bare, maxBuffer: 16 << 20 });
+    const failed = run(process.execPath, [join(bare, 'node_modules/pgforever/bin/pgforever.js'), 'verify', '--repo', join(bare, 'repo')]);
+    await expect(failed).rejects.toMatchObject({ exitCode: 1 });
+    const { stderr } = (await failed.catch((err: unknown) => err)) as { stderr: string };
+    expect(stderr.trim().split('\n')).toEqual([expect.stringMatching(new RegExp(`^pgforever: NATIVE_UNAVAILABLE: .*install @pgforever/native-${platform} `))]);
   });
 
   it('archive, back up and restore a real cluster exactly', async () => {
