@@ -8,9 +8,13 @@
 #     here and not in the checkout: until they are published, npm ci would refuse the checkout.
 # Publish the platform tarballs first, then pgforever's.
 #
+# Each addon must compute what the checkout's own build computes (npm/addon-check.cjs), in that
+# platform's Node: for another architecture, the official Node binary from npm (node-linux-<arch>)
+# under qemu, after the Rust core's tests ran there too.
+#
 # Needs a built checkout (npm run build), cargo-zigbuild with zig (`cargo install cargo-zigbuild`,
 # `pip install ziglang`), and for linux-arm64-gnu on an x86_64 host Debian's gcc-aarch64-linux-gnu
-# (the static client's linker) and qemu-user (the core's tests run on the arm64 build before it is packed).
+# (the static client's linker, and the C library qemu runs arm64 programs with) and qemu-user.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -ge 1 ] || { echo "usage: npm/pack.sh OUTDIR [linux-x64-gnu|linux-arm64-gnu]..." >&2; exit 2; }
@@ -28,9 +32,12 @@ version="$(node -p 'require("./package.json").version')"
 [ -f dist/cli-bundle/main.js ] || fail "dist/ is not built: run npm run build first"
 command -v cargo-zigbuild >/dev/null 2>&1 || fail "cargo-zigbuild not found: cargo install cargo-zigbuild (and pip install ziglang for zig)"
 
+host_addon="src/native/pgforever.linux-$(node -p process.arch)-gnu.node"
+[ -f "$host_addon" ] || fail "$host_addon is not built: run npm run build first"
 stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$out"
+expected="$(node npm/addon-check.cjs "$host_addon")"
 
 # The newest glibc symbol version an ELF file asks for (readelf reads any architecture's ELF).
 newest_glibc() {
@@ -39,8 +46,8 @@ newest_glibc() {
 
 for platform in "${platforms[@]}"; do
   case "$platform" in
-    linux-x64-gnu) triple=x86_64-unknown-linux-gnu arch=x86_64 ;;
-    linux-arm64-gnu) triple=aarch64-unknown-linux-gnu arch=aarch64 ;;
+    linux-x64-gnu) triple=x86_64-unknown-linux-gnu arch=x86_64 node_arch=x64 ;;
+    linux-arm64-gnu) triple=aarch64-unknown-linux-gnu arch=aarch64 node_arch=arm64 ;;
     *) fail "unknown platform $platform (linux-x64-gnu or linux-arm64-gnu)" ;;
   esac
   [ "$(node -p "require('./npm/$platform/package.json').version")" = "$version" ] ||
@@ -48,6 +55,7 @@ for platform in "${platforms[@]}"; do
   rustup target list --installed 2>/dev/null | grep -qx "$triple" || fail "no Rust standard library for $triple: rustup target add $triple"
 
   client_env=()
+  run_node=(node)
   if [ "$arch" != "$(uname -m)" ]; then
     command -v "$arch-linux-gnu-gcc" >/dev/null 2>&1 || fail "$arch-linux-gnu-gcc not found: apt-get install gcc-$arch-linux-gnu"
     upper="$(echo "$triple" | tr 'a-z-' 'A-Z_')"
@@ -57,6 +65,10 @@ for platform in "${platforms[@]}"; do
     env "${client_env[@]}" "CC_${triple//-/_}=$arch-linux-gnu-gcc" "AR_${triple//-/_}=$arch-linux-gnu-ar" \
       "CARGO_TARGET_${upper}_RUNNER=qemu-$arch -cpu max -L /usr/$arch-linux-gnu" \
       cargo test --release --quiet -p pgforever-core --target "$triple" >&2
+    node_package="node-linux-$node_arch@$(node -p 'process.versions.node.split(".")[0]')"
+    mkdir -p "$stage/node-$node_arch"
+    (cd "$stage/node-$node_arch" && npm pack --silent "$node_package" >/dev/null && tar xzf ./*.tgz) || fail "cannot fetch $node_package from the npm registry"
+    run_node=("qemu-$arch" -L "/usr/$arch-linux-gnu" "$stage/node-$node_arch/package/bin/node")
   fi
 
   cargo zigbuild --release --quiet -p pgforever-node --target "$triple.2.17"
@@ -74,10 +86,8 @@ for platform in "${platforms[@]}"; do
   cp "$addon" "$dir/pgforever.$platform.node"
   cp "$client" "$dir/pgforever-archive"
   chmod 0755 "$dir/pgforever-archive"
-  if [ "$arch" = "$(uname -m)" ]; then
-    node -e 'const addon = require(process.argv[1]); if (typeof addon.encodeWalSegmentFile !== "function") process.exit(1)' "$dir/pgforever.$platform.node" ||
-      fail "the $platform addon does not load in Node"
-  fi
+  actual="$("${run_node[@]}" npm/addon-check.cjs "$dir/pgforever.$platform.node")" || fail "the $platform addon does not load in Node"
+  [ "$actual" = "$expected" ] || fail "the $platform addon computes other results than $host_addon: $actual against $expected"
   npm pack --silent --pack-destination "$out" "$dir" >/dev/null
   echo "$out/pgforever-native-$platform-$version.tgz"
 done
