@@ -21,7 +21,9 @@ cd "$(dirname "$0")/.."
 out="$(realpath -m "$1")"
 shift
 platforms=("$@")
-[ ${#platforms[@]} -gt 0 ] || platforms=(linux-x64-gnu linux-arm64-gnu)
+if [ ${#platforms[@]} -eq 0 ]; then
+  for dir in npm/*/; do platforms+=("$(basename "$dir")"); done
+fi
 
 fail() {
   echo "npm/pack.sh: $*" >&2
