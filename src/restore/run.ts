@@ -206,6 +206,14 @@ export async function deltaReferences(pgdata: string, ids: readonly string[], ma
   return read([...new Set([...others.slice(-2), found.id])].filter((id) => id !== chosen));
 }
 
+/**
+ * Each backup's first WAL segment, read a few manifests at a time and keeping none: a repository may
+ * hold hundreds of backups, each manifest with the cluster's file list.
+ */
+async function backupWalStarts(repo: Repository, ids: readonly string[]): Promise<string[]> {
+  return mapLimit(ids, 8, async (id) => (await repo.readManifest(id)).walStart);
+}
+
 /** Refuses a time or LSN target past the newest archived WAL: recovery could never reach it. */
 async function checkTargetArchived(repo: Repository, target: RecoveryTarget): Promise<void> {
   if (target.kind !== 'time' && target.kind !== 'lsn') return;
@@ -328,7 +336,7 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
       manifest = await manifestOf(request.set);
       if (target.kind === 'xid' || target.kind === 'name') {
         const { locateTarget } = await import('../wal/positions.js');
-        const at = await locateTarget(repo, target, await Promise.all(ids.map(manifestOf)));
+        const at = await locateTarget(repo, target, await backupWalStarts(repo, ids));
         if (at < parseLsn(manifest.stopLsn)) {
           throw new PgfError('RESTORE_TARGET', `the target (at ${formatLsn(at)}) is before backup ${manifest.id} was consistent (${manifest.stopLsn}): restore an earlier backup, or leave out --set`);
         }
@@ -338,7 +346,7 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
       let byPosition: RecoveryTarget = target;
       if ((target.kind === 'xid' || target.kind === 'name') && ids.length > 0) {
         const { locateTarget } = await import('../wal/positions.js');
-        byPosition = { kind: 'lsn', value: formatLsn(await locateTarget(repo, target, await Promise.all(ids.map(manifestOf)))) };
+        byPosition = { kind: 'lsn', value: formatLsn(await locateTarget(repo, target, await backupWalStarts(repo, ids))) };
       }
       manifest = await chooseBackup(ids, manifestOf, byPosition);
     }

@@ -6,7 +6,7 @@
  * everything to find out.
  */
 import { PgfError, isPgfError } from '../errors/index.js';
-import { keys, type BackupManifest, type Repository } from '../repo/index.js';
+import { keys, type Repository } from '../repo/index.js';
 import { parseLsn, type Lsn } from '../pg/lsn.js';
 import { firstFound } from '../concurrency/first-found.js';
 import { mapLimit } from '../concurrency/map-limit.js';
@@ -58,13 +58,13 @@ function matches(summary: StoredWalSummary, target: { kind: 'xid' | 'name'; valu
 
 /**
  * The LSN of the first restore point with the target's name, or of the end of the target
- * transaction, at or after the oldest backup's first segment. RESTORE_TARGET when the archive does
- * not hold it.
+ * transaction, at or after the earliest of the backups' first segments (`backupWalStarts`, segment
+ * names). RESTORE_TARGET when the archive does not hold it.
  */
-export async function locateTarget(repo: Repository, target: { kind: 'xid' | 'name'; value: string }, manifests: readonly BackupManifest[]): Promise<Lsn> {
+export async function locateTarget(repo: Repository, target: { kind: 'xid' | 'name'; value: string }, backupWalStarts: readonly string[]): Promise<Lsn> {
   if (target.kind === 'xid' && !/^\d+$/.test(target.value)) throw new PgfError('USAGE', `--target-xid ${target.value} is not a transaction id (a whole number)`);
   const segmentSize = repo.config.walSegmentSize;
-  const from = Math.min(...manifests.map((m) => Number(segmentNumber(m.walStart, segmentSize))));
+  const from = Math.min(...backupWalStarts.map((walStart) => Number(segmentNumber(walStart, segmentSize))));
   const segments: SegmentObject[] = [];
   for await (const object of repo.storage.list(keys.wal)) {
     const match = /^wal\/[0-9A-F]{8}\/([0-9A-F]{24}(\.partial)?)\.zst$/.exec(object.key);
