@@ -494,7 +494,10 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
       return false;
     };
     const worker = async () => {
-      const scratch = alignedBuffer(restoreBatchExtents * EXTENT_BYTES, DIRECT_IO_ALIGNMENT);
+      // Where a batch's raw extents land, kept from batch to batch and only as large as the largest
+      // batch so far: a --delta restore's batches hold the few extents that changed, and 8 MiB per
+      // worker up front made V8 collect garbage for them (it counts buffers as external memory).
+      let scratch: Buffer | undefined;
       while (!failed) {
         const file = inProgress.find((f) => f.unclaimed);
         const batch = file?.claim();
@@ -503,6 +506,8 @@ export async function runRestore(settings: Settings, log: Logger, request: Resto
           continue;
         }
         if (!file.unclaimed) inProgress.splice(inProgress.indexOf(file), 1);
+        const bytes = Math.max(1, batch.todo.filter((t) => t.id !== null).length) * EXTENT_BYTES;
+        if (scratch === undefined || scratch.length < bytes) scratch = alignedBuffer(bytes, DIRECT_IO_ALIGNMENT);
         if (await file.restore(batch, scratch)) await finishInBackground(file);
       }
     };
