@@ -106,7 +106,7 @@ export interface FrameHeader {
   version: number;
   /** The payload is the raw bytes (zstd did not make them smaller). */
   storedRaw: boolean;
-  /** zstd level the frame was written with. */
+  /** zstd level the frame was written with: -1 (some WAL segments) or 1..19. */
   level: number;
   rawLength: number;
   payloadLength: number;

@@ -24,6 +24,8 @@ export const walObjectFormat = 1;
  * zstd level of WAL objects, whatever the level for extents: on WAL, level 1 compressed as small as
  * level 3 and 1.8x faster (measured on 16 MiB segments of a bulk insert: 37 ms and 5.53 MiB at
  * level 1, 65 ms and 5.68 MiB at level 3), and compression is what bounds the archiving rate.
+ * A segment whose literals zstd's entropy coding barely shrinks is written at -1 instead (the
+ * native `wal::compression_level` decides on a sample).
  */
 export const walCompressLevel = 1;
 

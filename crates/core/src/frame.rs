@@ -7,7 +7,7 @@
 //! | 0..4   | magic `PGFZ`                                                          |
 //! | 4      | format version (1)                                                    |
 //! | 5      | flags: bit 0 = payload is the raw bytes (zstd did not shrink them)    |
-//! | 6      | zstd level the frame was written with (1..=19)                        |
+//! | 6      | zstd level the frame was written with, a signed byte (-1 or 1..=19)   |
 //! | 7      | reserved, 0                                                           |
 //! | 8..12  | raw length                                                            |
 //! | 12..16 | payload length                                                        |
@@ -30,6 +30,9 @@ pub const FORMAT_VERSION: u8 = 1;
 pub const HEADER_BYTES: usize = 24;
 pub const MIN_LEVEL: i32 = 1;
 pub const MAX_LEVEL: i32 = 19;
+/// zstd's first negative level: level 1's match finder without entropy coding of literals. Chosen
+/// per WAL segment (see `wal::compression_level`), never for extents.
+pub const FAST_LEVEL: i32 = -1;
 /// The largest raw length a frame may claim: the largest WAL segment PostgreSQL allows (1 GiB).
 pub const MAX_RAW_BYTES: usize = 1 << 30;
 
@@ -109,14 +112,14 @@ pub fn read_header(bytes: &[u8]) -> Result<FrameHeader> {
     let header = FrameHeader {
         version,
         stored_raw: flags & FLAG_RAW != 0,
-        level: i32::from(head[6]),
+        level: i32::from(head[6] as i8),
         raw_length: u32_at(head, 8) as usize,
         payload_length: u32_at(head, 12) as usize,
         raw_crc32c: u32_at(head, 16),
     };
-    if !(MIN_LEVEL..=MAX_LEVEL).contains(&header.level) {
+    if !is_frame_level(header.level) {
         return Err(corrupt(format!(
-            "frame records zstd level {}, outside {MIN_LEVEL}..={MAX_LEVEL}",
+            "frame records zstd level {}, not {FAST_LEVEL} or {MIN_LEVEL}..={MAX_LEVEL}",
             header.level
         )));
     }
@@ -134,13 +137,17 @@ pub fn read_header(bytes: &[u8]) -> Result<FrameHeader> {
     Ok(header)
 }
 
+fn is_frame_level(level: i32) -> bool {
+    level == FAST_LEVEL || (MIN_LEVEL..=MAX_LEVEL).contains(&level)
+}
+
 fn check_level(level: i32) -> Result<()> {
-    if (MIN_LEVEL..=MAX_LEVEL).contains(&level) {
+    if is_frame_level(level) {
         Ok(())
     } else {
         Err(CoreError::new(
             ErrorCode::InvalidArgument,
-            format!("zstd level {level} is outside {MIN_LEVEL}..={MAX_LEVEL}"),
+            format!("zstd level {level} is not {FAST_LEVEL} or {MIN_LEVEL}..={MAX_LEVEL}"),
         ))
     }
 }
@@ -170,7 +177,17 @@ fn zstd_error(what: &str, err: std::io::Error) -> CoreError {
     CoreError::new(ErrorCode::Compression, format!("zstd {what}: {err}"))
 }
 
-/// Compresses `raw` (at most [`MAX_RAW_BYTES`]) into one frame at zstd `level` (1..=19).
+/// How many bytes zstd makes of `raw` at `level`, with this thread's context: for choosing a level
+/// on a sample before compressing the whole.
+pub fn compressed_length(raw: &[u8], level: i32) -> Result<usize> {
+    check_level(level)?;
+    check_raw_length(raw)?;
+    let mut out = Vec::new();
+    reserve(&mut out, zstd::zstd_safe::compress_bound(raw.len()))?;
+    zstd_compress(raw, level, &mut out)
+}
+
+/// Compresses `raw` (at most [`MAX_RAW_BYTES`]) into one frame at zstd `level` (-1 or 1..=19).
 pub fn compress(raw: &[u8], level: i32) -> Result<Vec<u8>> {
     check_level(level)?;
     let mut frame = Vec::new();
@@ -292,7 +309,7 @@ fn write_header(head: &mut [u8], raw: &[u8], level: i32, stored_raw: bool, paylo
     head[..4].copy_from_slice(&MAGIC);
     head[4] = FORMAT_VERSION;
     head[5] = if stored_raw { FLAG_RAW } else { 0 };
-    head[6] = level as u8;
+    head[6] = level as i8 as u8;
     head[7] = 0;
     // Both lengths are at most MAX_RAW_BYTES (raw checked above; payload <= raw).
     head[8..12].copy_from_slice(&(raw.len() as u32).to_le_bytes());

@@ -148,9 +148,10 @@ impl Task for EncodeWalSegmentFile {
                 None => wal::summarize_segment(bytes, &self.context),
             };
             encoded.zero_from = wal::zero_tail_start(bytes);
+            let stored = &bytes[..encoded.zero_from];
+            let level = wal::compression_level(stored, self.level).map_err(to_napi)?;
             encoded.frame_length =
-                frame::compress_into(&bytes[..encoded.zero_from], self.level, &mut self.room)
-                    .map_err(to_napi)?;
+                frame::compress_into(stored, level, &mut self.room).map_err(to_napi)?;
             if let Some(tail) = self.tail.as_mut() {
                 let length = tail.len().min(bytes.len());
                 tail[..length].copy_from_slice(&bytes[bytes.len() - length..]);
@@ -197,8 +198,8 @@ impl Task for EncodeWalSegmentFile {
 /// Reads the WAL segment file open at `fd` (its path for messages) by mapping it, and, when it is
 /// a whole segment of `context`: summarises it (`previous` as for `summarize_wal_segment`; a
 /// failure is returned as `summaryError`, not thrown), compresses it without its trailing zeros
-/// into one frame at zstd `level` at the start of `room` (at least `frameBound(segmentSize)`
-/// long), and copies its last `tail.length` bytes into `tail`. WAL_INVALID when the file changed
+/// into one frame at zstd `level` (or -1, see `wal::compression_level`) at the start of `room`
+/// (at least `frameBound(segmentSize)` long), and copies its last `tail.length` bytes into `tail`. WAL_INVALID when the file changed
 /// while it was read. The caller checks the header (`head`) before storing anything.
 #[napi(ts_return_type = "Promise<EncodedWalSegment>")]
 pub fn encode_wal_segment_file(

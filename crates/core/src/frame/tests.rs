@@ -39,6 +39,24 @@ fn round_trips_at_every_level() {
 }
 
 #[test]
+fn the_fast_level_round_trips_and_level_zero_is_refused() {
+    let raw = compressible(EXTENT_BYTES);
+    let mut frame = compress(&raw, FAST_LEVEL).unwrap();
+    assert_eq!(frame[6], 0xff);
+    assert_eq!(read_header(&frame).unwrap().level, FAST_LEVEL);
+    assert_eq!(decompress(&frame).unwrap(), raw);
+    assert_eq!(
+        compressed_length(&raw, FAST_LEVEL).unwrap(),
+        frame.len() - HEADER_BYTES
+    );
+    assert_eq!(code(compress(&raw, 0)), ErrorCode::InvalidArgument);
+    assert_eq!(code(compress(&raw, -2)), ErrorCode::InvalidArgument);
+    frame[6] = 0;
+    reseal(&mut frame);
+    assert_eq!(code(decompress(&frame)), ErrorCode::FrameCorrupt);
+}
+
+#[test]
 fn incompressible_and_tiny_inputs_are_stored_raw() {
     for raw in [random(EXTENT_BYTES, 1), vec![], vec![42]] {
         let frame = compress(&raw, 3).unwrap();

@@ -1530,3 +1530,48 @@ fn zero_tail_start_finds_where_trailing_zeros_begin_at_any_offset() {
         "zeros followed by data stay"
     );
 }
+
+/// Rows of a bulk copy: the same 120-byte row with its own key, one after another.
+fn bulk_rows(len: usize) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(len + 120);
+    let mut key = 0u64;
+    while bytes.len() < len {
+        bytes.extend_from_slice(&key.to_le_bytes());
+        bytes.extend_from_slice(&[b' '; 100]);
+        bytes.extend_from_slice(&(key * 7).to_le_bytes());
+        bytes.extend_from_slice(&[0; 4]);
+        key += 1;
+    }
+    bytes.truncate(len);
+    bytes
+}
+
+/// Prose: words of a few letters in random order, which zstd matches little and whose letters its
+/// entropy coding shrinks.
+fn prose(len: usize) -> Vec<u8> {
+    let mut rng = Rng::new(11);
+    let mut bytes = Vec::with_capacity(len + 16);
+    while bytes.len() < len {
+        for _ in 0..3 + rng.below(6) {
+            bytes.push(b'a' + rng.below(26) as u8);
+        }
+        bytes.push(b' ');
+    }
+    bytes.truncate(len);
+    bytes
+}
+
+#[test]
+fn bulk_rows_are_compressed_at_the_fast_level_and_prose_at_the_given_one() {
+    let rows = bulk_rows(MIB as usize);
+    assert_eq!(
+        compression_level(&rows, 1).unwrap(),
+        crate::frame::FAST_LEVEL
+    );
+    assert_eq!(compression_level(&prose(MIB as usize), 1).unwrap(), 1);
+    // Too little to sample (a segment cut short by a switch): the given level.
+    assert_eq!(compression_level(&rows[..40_000], 1).unwrap(), 1);
+    let frame = crate::frame::compress(&rows, crate::frame::FAST_LEVEL).unwrap();
+    assert_eq!(crate::frame::read_header(&frame).unwrap().level, -1);
+    assert_eq!(crate::frame::decompress(&frame).unwrap(), rows);
+}
