@@ -2,13 +2,14 @@
  * Point-in-time recovery, proven exact: a workload commits numbered rows while backups and WAL
  * archiving run; restores to times, LSNs, transaction ids and named restore points each hold exactly
  * the rows committed up to the target; a restore promoted onto a new timeline keeps archiving, and a
- * later restore of that timeline holds its history and not the abandoned one.
+ * later restore of that timeline holds its history and not the abandoned one. Recovery pauses or
+ * shuts down at the target when asked, and a standby restore keeps replaying what is archived.
  */
 import { rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeServerUserDir, run } from '../support/os-user.js';
-import { startCluster, startClusterFromDirectory, waitFor, type Cluster } from '../support/postgres.js';
+import { DEBIAN_PG15_BIN, startCluster, startClusterFromDirectory, waitFor, type Cluster } from '../support/postgres.js';
 
 const bin = resolve(import.meta.dirname, '../../bin/pgforever.js');
 
@@ -27,6 +28,8 @@ describe('point-in-time recovery', () => {
   const clusters: Cluster[] = [];
   const dirs: string[] = [];
   const commits: Commit[] = [];
+  /** The restore promoted onto timeline 2, still archiving into the repository after the first test. */
+  let forked: Cluster;
 
   const pgforever = async (cluster: Cluster, args: string[]) =>
     (await run(process.execPath, [bin, ...args, '--repo', repo, '--log-level', 'warn'], { asServerUser: true, env: { ...process.env, ...cluster.env, PGFOREVER_PGDATA: cluster.pgdata } })).stdout;
@@ -67,6 +70,8 @@ describe('point-in-time recovery', () => {
 
   const archiveEverything = async (cluster: Cluster) => cluster.waitForArchived(await cluster.switchWal(), { deadlineMs: 60_000 });
 
+  const byId = (id: number) => commits.find((c) => c.phase === 'one' && c.id === id)!;
+
   /** Ids of the first timeline's rows committed up to row `last`. */
   const upTo = (last: number) => commits.filter((c) => c.phase === 'one' && c.id <= last).map((c) => c.id);
 
@@ -97,7 +102,6 @@ describe('point-in-time recovery', () => {
     await commitRows(source, 20, 'one');
     await archiveEverything(source);
 
-    const byId = (id: number) => commits.find((c) => c.phase === 'one' && c.id === id)!;
     const isoZ = (at: string) => {
       expect(at).toMatch(/^\S+ \S+\+00$/);
       return `${at.replace(' ', 'T').slice(0, -3)}Z`;
@@ -139,7 +143,7 @@ describe('point-in-time recovery', () => {
     await atPoint.destroy();
 
     // Promote at row 50 onto timeline 2, keep writing and archiving into the same repository.
-    const forked = await restore(source, ['--target-time', byId(50).at], { archive_mode: 'on', archive_command: archiveCommand });
+    forked = await restore(source, ['--target-time', byId(50).at], { archive_mode: 'on', archive_command: archiveCommand });
     await commitRows(forked, 10, 'two');
     const onTwo = JSON.parse(await pgforever(forked, ['backup', '--json'])) as { id: string; timeline: number; detection: string };
     expect(onTwo.timeline).toBe(2);
@@ -153,5 +157,53 @@ describe('point-in-time recovery', () => {
     expect(await ids(latest, 'two')).toEqual(phaseTwo);
     const [{ tli }] = (await latest.query<{ tli: number }>('SELECT timeline_id AS tli FROM pg_control_checkpoint()')) as [{ tli: number }];
     expect(tli).toBeGreaterThanOrEqual(3);
+  });
+
+  it('pauses or shuts down at the target as --target-action says, and a --type standby restore keeps following the archive', async () => {
+    // Rows up to 50 are history shared by both timelines: recovery to them follows the newest one.
+    const pausedDir = await makeServerUserDir('pgf-pitr-pause-');
+    dirs.push(pausedDir);
+    await pgforever(source, ['restore', '--pgdata', join(pausedDir, 'data'), '--target-xid', byId(35).xid, '--target-action', 'pause']);
+    const paused = await startClusterFromDirectory(join(pausedDir, 'data'));
+    clusters.push(paused);
+    const pauseState = async () => (await paused.query<{ s: string }>('SELECT pg_get_wal_replay_pause_state() AS s'))[0]?.s;
+    await waitFor(async () => (await pauseState()) === 'paused', { deadlineMs: 60_000, what: 'recovery to pause at the target' });
+    expect(await ids(paused)).toEqual(upTo(35));
+    await paused.destroy();
+
+    // A server that shuts down at the target never stays up: it runs in the foreground until it exits.
+    const stopDir = await makeServerUserDir('pgf-pitr-shutdown-');
+    dirs.push(stopDir);
+    const stopData = join(stopDir, 'data');
+    await pgforever(source, ['restore', '--pgdata', stopData, '--target-xid', byId(38).xid, '--target-action', 'shutdown']);
+    let exit: { stderr: string } | { error: unknown } | undefined;
+    void run(join(DEBIAN_PG15_BIN, 'postgres'), ['-D', stopData, '-c', 'listen_addresses=', '-c', `unix_socket_directories=${stopDir}`, '-c', 'archive_mode=off'], { asServerUser: true, cwd: stopData }).then(
+      ({ stderr }) => (exit = { stderr }),
+      (error: unknown) => (exit = { error }),
+    );
+    try {
+      await waitFor(() => exit !== undefined, { deadlineMs: 60_000, what: 'the server to shut down at the target' });
+    } finally {
+      if (exit === undefined) await run(join(DEBIAN_PG15_BIN, 'pg_ctl'), ['-D', stopData, '-m', 'immediate', 'stop'], { asServerUser: true }).catch(() => undefined);
+    }
+    if (exit === undefined || 'error' in exit) throw new Error('the server did not exit cleanly at the target', { cause: exit?.error });
+    const { stderr } = exit;
+    expect(stderr).toMatch(new RegExp(`recovery stopping after commit of transaction ${byId(38).xid},`));
+    expect(stderr).toMatch(/shutdown at recovery target/);
+    const { stdout: control } = await run(join(DEBIAN_PG15_BIN, 'pg_controldata'), [join(stopDir, 'data')], { asServerUser: true });
+    expect(control).toMatch(/Database cluster state:\s+shut down in recovery/);
+
+    // A standby of the newest timeline: in recovery for good, replaying what the primary archives.
+    const standbyDir = await makeServerUserDir('pgf-pitr-standby-');
+    dirs.push(standbyDir);
+    await pgforever(forked, ['restore', '--pgdata', join(standbyDir, 'data'), '--type', 'standby']);
+    const standby = await startClusterFromDirectory(join(standbyDir, 'data'));
+    clusters.push(standby);
+    await commitRows(forked, 5, 'three');
+    await archiveEverything(forked);
+    const expected = await ids(forked);
+    await waitFor(async () => JSON.stringify(await ids(standby)) === JSON.stringify(expected), { deadlineMs: 60_000, what: 'the standby to replay the archived rows' });
+    expect((await standby.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r'))[0]?.r).toBe(true);
+    await standby.destroy();
   });
 });
