@@ -7,7 +7,7 @@
 //! | 0..4   | magic `PGFZ`                                                          |
 //! | 4      | format version (1)                                                    |
 //! | 5      | flags: bit 0 = payload is the raw bytes (zstd did not shrink them)    |
-//! | 6      | zstd level the frame was written with, a signed byte (-1 or 1..=19)   |
+//! | 6      | zstd level, signed: written -1 or 1..=19, any value read              |
 //! | 7      | reserved, 0                                                           |
 //! | 8..12  | raw length                                                            |
 //! | 12..16 | payload length                                                        |
@@ -112,17 +112,13 @@ pub fn read_header(bytes: &[u8]) -> Result<FrameHeader> {
     let header = FrameHeader {
         version,
         stored_raw: flags & FLAG_RAW != 0,
+        // Any level: zstd decodes what every level wrote, and the header CRC already vouches for the
+        // byte. A later pgforever may write levels this one never does.
         level: i32::from(head[6] as i8),
         raw_length: u32_at(head, 8) as usize,
         payload_length: u32_at(head, 12) as usize,
         raw_crc32c: u32_at(head, 16),
     };
-    if !is_frame_level(header.level) {
-        return Err(corrupt(format!(
-            "frame records zstd level {}, not {FAST_LEVEL} or {MIN_LEVEL}..={MAX_LEVEL}",
-            header.level
-        )));
-    }
     if header.raw_length > MAX_RAW_BYTES {
         return Err(corrupt(format!(
             "frame claims {} raw bytes, more than any extent or WAL segment",
@@ -137,12 +133,8 @@ pub fn read_header(bytes: &[u8]) -> Result<FrameHeader> {
     Ok(header)
 }
 
-fn is_frame_level(level: i32) -> bool {
-    level == FAST_LEVEL || (MIN_LEVEL..=MAX_LEVEL).contains(&level)
-}
-
 fn check_level(level: i32) -> Result<()> {
-    if is_frame_level(level) {
+    if level == FAST_LEVEL || (MIN_LEVEL..=MAX_LEVEL).contains(&level) {
         Ok(())
     } else {
         Err(CoreError::new(
