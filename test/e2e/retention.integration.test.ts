@@ -1,8 +1,8 @@
 /**
  * expire, garbage collection and verify on a real PostgreSQL 15, with the repository in a directory
  * and in an S3 bucket: what retention keeps restores exactly (a backup taken while expire ran
- * included), faults and kills during gc leave a valid repository, and verify names the damage it
- * finds.
+ * included), faults and kills during gc leave a valid repository, verify names the damage it
+ * finds, and a restore that meets damage stops without leaving a startable directory.
  */
 import { spawn } from 'node:child_process';
 import { chmod, open, readdir, rm } from 'node:fs/promises';
@@ -226,7 +226,7 @@ describe.each(['posix', 's3'] as const)('expire, gc and verify on a %s repositor
     await pgforever(['verify', '--full']);
   });
 
-  it('verify names a missing WAL segment, a missing pack and a flipped byte in an extent', async () => {
+  it('verify names a missing WAL segment, a missing pack and a flipped byte in an extent, and a restore stops at that byte', async () => {
     const older = new Set((await packs()).map((p) => p.key));
     await updateSome(9);
     const newest = await backup();
@@ -241,10 +241,19 @@ describe.each(['posix', 's3'] as const)('expire, gc and verify on a %s repositor
     const all = await packs();
     const smallest = all.find((p) => older.has(p.key))!;
     const own = all.find((p) => !older.has(p.key))!;
-    await storage.delete(smallest.key);
     // A frame of the newest backup's own pack: every extent there is one that backup stored.
     const [entry] = await readPackFooter(storage, packIdOf(own.key), own.size);
     await flipByte(own.key, entry!.offset + Math.floor(entry!.length / 2));
+
+    // Restoring that backup stops at the damaged extent, and PostgreSQL cannot start what it left:
+    // pg_control is the restore's last file.
+    const target = await makeServerUserDir('pgf-retention-damaged-');
+    dirs.push(target);
+    const refused = await failing(['restore', '--pgdata', join(target, 'data'), '--set', newest.id, '--target', 'immediate']);
+    expect(refused.stderr).toMatch(new RegExp(`REPO_CORRUPT: pack ${own.key} is damaged .*: run pgforever verify`));
+    expect(await readdir(join(target, 'data', 'global')).catch(() => [])).not.toContain('pg_control');
+
+    await storage.delete(smallest.key);
 
     const quick = await failing(['verify', '--json']);
     expect(quick.stderr).toContain('VERIFY_FAILED');
