@@ -190,7 +190,7 @@ describe('point-in-time recovery', () => {
     const { stderr } = exit;
     expect(stderr).toMatch(new RegExp(`recovery stopping after commit of transaction ${byId(38).xid},`));
     expect(stderr).toMatch(/shutdown at recovery target/);
-    const { stdout: control } = await run(join(DEBIAN_PG15_BIN, 'pg_controldata'), [join(stopDir, 'data')], { asServerUser: true });
+    const { stdout: control } = await run(join(DEBIAN_PG15_BIN, 'pg_controldata'), [stopData], { asServerUser: true });
     expect(control).toMatch(/Database cluster state:\s+shut down in recovery/);
 
     // A standby of the newest timeline: in recovery for good, replaying what the primary archives.
