@@ -79,8 +79,9 @@ export interface EncodedWalSegment {
  * a whole segment of `context`: summarises it (`previous` as for `summarize_wal_segment`; a
  * failure is returned as `summaryError`, not thrown), compresses it without its trailing zeros
  * into one frame at zstd `level` (or -1, see `wal::compression_level`) at the start of `room`
- * (at least `frameBound(segmentSize)` long), and copies its last `tail.length` bytes into `tail`. WAL_INVALID when the file changed
- * while it was read. The caller checks the header (`head`) before storing anything.
+ * (at least `frameBound(segmentSize)` long), and copies its last `tail.length` bytes into
+ * `tail`. WAL_INVALID when the file changed while it was read. The caller checks the header
+ * (`head`) before storing anything.
  */
 export declare function encodeWalSegmentFile(fd: number, path: string, context: WalSegmentContext, level: number, previous: Buffer | undefined | null, room: Buffer, tail?: Buffer | undefined | null): Promise<EncodedWalSegment>
 

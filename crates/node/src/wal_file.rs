@@ -199,8 +199,9 @@ impl Task for EncodeWalSegmentFile {
 /// a whole segment of `context`: summarises it (`previous` as for `summarize_wal_segment`; a
 /// failure is returned as `summaryError`, not thrown), compresses it without its trailing zeros
 /// into one frame at zstd `level` (or -1, see `wal::compression_level`) at the start of `room`
-/// (at least `frameBound(segmentSize)` long), and copies its last `tail.length` bytes into `tail`. WAL_INVALID when the file changed
-/// while it was read. The caller checks the header (`head`) before storing anything.
+/// (at least `frameBound(segmentSize)` long), and copies its last `tail.length` bytes into
+/// `tail`. WAL_INVALID when the file changed while it was read. The caller checks the header
+/// (`head`) before storing anything.
 #[napi(ts_return_type = "Promise<EncodedWalSegment>")]
 pub fn encode_wal_segment_file(
     fd: i32,
