@@ -95,7 +95,7 @@ pub struct BlockImage {
     /// Redo restores the image (`BKPIMAGE_APPLY`); otherwise it is for consistency checking.
     pub apply: bool,
     pub compression: ImageCompression,
-    /// Where the image bytes are in [`Record::bytes`].
+    /// Where the image bytes are among the record's payloads (see [`Record::block_image`]).
     pub range: Range<usize>,
 }
 
@@ -111,7 +111,8 @@ pub struct BlockRef {
     pub locator: RelFileLocator,
     pub block: u32,
     pub image: Option<BlockImage>,
-    /// Where the block data is in [`Record::bytes`] (empty without `BKPBLOCK_HAS_DATA`).
+    /// Where the block data is among the record's payloads (empty without `BKPBLOCK_HAS_DATA`; see
+    /// [`Record::block_data`]).
     pub data: Range<usize>,
 }
 
@@ -144,6 +145,8 @@ pub struct Record<'a> {
     pub blocks: SmallVec<[BlockRef; 2]>,
     /// The whole record, header included: borrowed when it lies on one page, else reassembled.
     pub bytes: Cow<'a, [u8]>,
+    /// Where the payloads (block images and data, then the main data) start in `bytes`.
+    pub payloads: usize,
     /// Where the main data is in `bytes`.
     pub main_data: Range<usize>,
 }
@@ -159,7 +162,18 @@ impl Record<'_> {
     }
 
     pub fn block_data(&self, block: &BlockRef) -> &[u8] {
-        self.bytes.get(block.data.clone()).unwrap_or(&[])
+        self.payload(&block.data)
+    }
+
+    /// The bytes of a block's full-page image as stored (hole removed, maybe compressed).
+    pub fn block_image(&self, image: &BlockImage) -> &[u8] {
+        self.payload(&image.range)
+    }
+
+    fn payload(&self, range: &Range<usize>) -> &[u8] {
+        self.bytes
+            .get(self.payloads + range.start..self.payloads + range.end)
+            .unwrap_or(&[])
     }
 
     /// Bytes of full-page images in the record (pg_waldump's "fpi" length).
@@ -265,7 +279,11 @@ pub(crate) fn decode<'a>(
     let mut c = Cursor::new(&bytes[..]);
     c.skip(RECORD_HEADER_SIZE).ok_or_else(short)?;
 
-    // Until the headers are all read, a block's payload ranges hold only their lengths (`0..len`).
+    // Payloads follow the headers in block order (image, then data), then the main data: a block's
+    // ranges count from where the payloads start, which is known only once every header is read.
+    // (Filling in absolute ranges afterwards cost a store-forwarding stall per record when the
+    // record was returned.)
+    let mut payload_at = 0usize;
     let mut blocks: SmallVec<[BlockRef; 2]> = SmallVec::new();
     let mut origin = None;
     let mut toplevel_xid = None;
@@ -350,6 +368,8 @@ pub(crate) fn decode<'a>(
                     }
                     let image_len = usize::from(length);
                     datatotal += image_len;
+                    let range = payload_at..payload_at + image_len;
+                    payload_at += image_len;
                     image = Some(BlockImage {
                         length,
                         hole_offset,
@@ -357,7 +377,7 @@ pub(crate) fn decode<'a>(
                         info,
                         apply: image_apply(pg_major, info),
                         compression,
-                        range: 0..image_len,
+                        range,
                     });
                 }
                 let locator = if fork_flags & BKPBLOCK_SAME_REL == 0 {
@@ -369,6 +389,8 @@ pub(crate) fn decode<'a>(
                         .ok_or_else(|| "BKPBLOCK_SAME_REL set but no previous rel".to_owned())?
                 };
                 let block = c.u32().ok_or_else(short)?;
+                let data = payload_at..payload_at + data_len;
+                payload_at += data_len;
                 blocks.push(BlockRef {
                     id,
                     fork: fork_flags & BKPBLOCK_FORK_MASK,
@@ -376,7 +398,7 @@ pub(crate) fn decode<'a>(
                     locator,
                     block,
                     image,
-                    data: 0..data_len,
+                    data,
                 });
             }
             id => return Err(format!("invalid block_id {id}")),
@@ -386,20 +408,8 @@ pub(crate) fn decode<'a>(
         return Err(short());
     }
 
-    // Payloads follow the headers in block order (image, then data), then the main data.
-    let mut at = c.position();
-    for block in &mut blocks {
-        if let Some(image) = block.image.as_mut() {
-            let image_len = image.range.len();
-            image.range = at..at + image_len;
-            at += image_len;
-        }
-        let data_len = block.data.len();
-        block.data = at..at + data_len;
-        at += data_len;
-    }
-    let main_data = at..at + main_len;
-    debug_assert_eq!(main_data.end, bytes.len());
+    let payloads = c.position();
+    let main_data = bytes.len() - main_len..bytes.len();
 
     Ok(Record {
         lsn,
@@ -414,6 +424,7 @@ pub(crate) fn decode<'a>(
         toplevel_xid,
         blocks,
         bytes,
+        payloads,
         main_data,
     })
 }

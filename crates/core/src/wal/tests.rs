@@ -1028,7 +1028,7 @@ fn block_references_decode_with_images_forks_and_same_rel() {
         assert!(img.apply);
         assert_eq!(img.compression, ImageCompression::None);
         assert_eq!(r.block_data(b0), &[9, 9]);
-        assert_eq!(&r.bytes[img.range.clone()], &vec![0x11; 8092][..]);
+        assert_eq!(r.block_image(img), &vec![0x11; 8092][..]);
         assert_eq!((r.blocks[1].locator, r.blocks[1].fork), (loc(10), 2));
         let b3 = &r.blocks[2];
         assert!(b3.will_init());
