@@ -138,7 +138,7 @@ export function registerArchiveCommands(program: Command): void {
         // One file more in flight than process max: each push waits on its read, its write and its
         // fsync between the CPU work, and with only process-max pushes the cores idled in those
         // waits (1.70 of 2 busy in a backlog drain against 1.82, about 10% slower).
-        pusher: new WalPusher(repo, { parallel: settings.processMax + 1, log, spool, pushAheadWindowMs: 10_000 }),
+        pusher: new WalPusher(repo, { parallel: settings.processMax + 1, log, spool, pushAheadWindowMs: 10_000, deferSummaries: true }),
         fetcher: new WalFetcher(repo, { parallel: settings.processMax, prefetch: flags.prefetch ?? settings.processMax * 4, spool, log }),
         idleExitMs: (flags.idleExit ?? DEFAULT_IDLE_EXIT_S) * 1000,
         // Answer a little before the client stops waiting, so PostgreSQL's log gets the reason.

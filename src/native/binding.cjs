@@ -855,6 +855,7 @@ module.exports.readFrameHeader = nativeBinding.readFrameHeader
 module.exports.scanAndIdentifyExtents = nativeBinding.scanAndIdentifyExtents
 module.exports.scanExtents = nativeBinding.scanExtents
 module.exports.summarizeWalSegment = nativeBinding.summarizeWalSegment
+module.exports.summarizeWalSegmentFile = nativeBinding.summarizeWalSegmentFile
 module.exports.verifyChecksums = nativeBinding.verifyChecksums
 module.exports.verifyPage = nativeBinding.verifyPage
 module.exports.walRecordTypeName = nativeBinding.walRecordTypeName

@@ -70,20 +70,20 @@ export interface EncodedWalSegment {
   /** Length of the frame written at the start of `room`; 0 when the file is not a whole segment. */
   frameLength: number
   summary?: WalSegmentSummary
-  /** Why there is no summary (`CODE: message`). */
+  /** Why there is no summary when one was asked for (`CODE: message`). */
   summaryError?: string
 }
 
 /**
  * Reads the WAL segment file open at `fd` (its path for messages) by mapping it, and, when it is
- * a whole segment of `context`: summarises it (`previous` as for `summarize_wal_segment`; a
- * failure is returned as `summaryError`, not thrown), compresses it without its trailing zeros
- * into one frame at zstd `level` (or -1, see `wal::compression_level`) at the start of `room`
+ * a whole segment of `context`: summarises it when `encoding.summarize` (`previous` as for
+ * `summarize_wal_segment`; a failure is returned as `summaryError`, not thrown), compresses it
+ * without its trailing zeros into one frame at `encoding.level` at the start of `room`
  * (at least `frameBound(segmentSize)` long), and copies its last `tail.length` bytes into
  * `tail`. WAL_INVALID when the file changed while it was read. The caller checks the header
  * (`head`) before storing anything.
  */
-export declare function encodeWalSegmentFile(fd: number, path: string, context: WalSegmentContext, level: number, previous: Buffer | undefined | null, room: Buffer, tail?: Buffer | undefined | null): Promise<EncodedWalSegment>
+export declare function encodeWalSegmentFile(fd: number, path: string, context: WalSegmentContext, encoding: WalSegmentEncoding, previous: Buffer | undefined | null, room: Buffer, tail?: Buffer | undefined | null): Promise<EncodedWalSegment>
 
 /** The id of one extent (small inputs; use `extent_ids` for bulk work). */
 export declare function extentId(extent: Uint8Array, key: Uint8Array): Buffer
@@ -173,6 +173,14 @@ export interface ScannedChunk {
   checksumFailures: Array<ChecksumFailure>
 }
 
+export interface SummarizedWalSegmentFile {
+  /** The file's identity, the same before and after it was read. */
+  stat: WalFileStat
+  summary?: WalSegmentSummary
+  /** Why there is no summary (`CODE: message`). */
+  summaryError?: string
+}
+
 /**
  * Reads one whole WAL segment and summarises it: records, where valid WAL ends and why,
  * transaction ends, restore points, checkpoints, block references per relation fork, relation
@@ -182,6 +190,14 @@ export interface ScannedChunk {
  * record continuing into this segment is then read and summarised here, where it ends.
  */
 export declare function summarizeWalSegment(bytes: Buffer, context: WalSegmentContext, previous?: Buffer | undefined | null): Promise<WalSegmentSummary>
+
+/**
+ * Summarises the whole-segment file open at `fd` (its path for messages) by mapping it:
+ * `encode_wal_segment_file`'s summary, for a segment pushed without one. `previous` as for
+ * `summarize_wal_segment`; a summary failure is returned as `summaryError`. WAL_INVALID when the
+ * file is not a whole segment of `context` or changed while it was read.
+ */
+export declare function summarizeWalSegmentFile(fd: number, path: string, context: WalSegmentContext, previous?: Buffer | undefined | null): Promise<SummarizedWalSegmentFile>
 
 /**
  * Checksum failures among the pages of `buffer` (first page = relation block `first_block`),
@@ -332,6 +348,13 @@ export interface WalSegmentContext {
   segmentNo: bigint
   /** Checked against the long page header when given. */
   systemIdentifier?: bigint
+}
+
+export interface WalSegmentEncoding {
+  /** zstd level (or -1, see `wal::compression_level`). */
+  level: number
+  /** Summarise the segment now (else it is left for later). */
+  summarize: boolean
 }
 
 export interface WalSegmentSummary {

@@ -483,7 +483,7 @@ function sharesMemory(a: Buffer, b: Buffer): boolean {
 /** A WAL segment file as `encodeWalSegmentFile` read it. */
 export interface EncodedWalSegment {
   /** The file's identity (as `BigIntStats` names it), the same before and after the read. */
-  stat: { size: bigint; dev: bigint; ino: bigint; mtimeNs: bigint; ctimeNs: bigint };
+  stat: WalFileStat;
   /** The file's first bytes: its long page header. */
   head: Buffer;
   /** Where the trailing zeros start: the frame holds the bytes before. */
@@ -491,25 +491,34 @@ export interface EncodedWalSegment {
   /** The frame, a view of `room`; empty when the file is not a whole segment of the context. */
   frame: Buffer;
   summary?: WalSegmentSummary;
-  /** Why there is no summary. */
+  /** Why there is no summary, when one was asked for. */
   summaryError?: PgfError;
+}
+
+export interface WalFileStat {
+  size: bigint;
+  dev: bigint;
+  ino: bigint;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
 }
 
 /**
  * Reads the whole-segment file open at `fd` by mapping it (no copy into the process) and, when it
- * is as long as `context` says, summarises it (`previous` as for summarizeWalSegment; a failure
- * comes back as `summaryError`), compresses it without its trailing zeros into one frame at the
- * start of `room` (frameBound(segmentSize) long) and copies its last bytes into `tail`. WAL_INVALID
- * when the file changed while it was read. Check `head` before storing anything.
+ * is as long as `context` says: summarises it when `encoding.summarize` (`previous` as for
+ * summarizeWalSegment; a failure comes back as `summaryError`), compresses it without its trailing
+ * zeros into one frame at `encoding.level` at the start of `room` (frameBound(segmentSize) long)
+ * and copies its last bytes into `tail`. WAL_INVALID when the file changed while it was read.
+ * Check `head` before storing anything.
  */
 export async function encodeWalSegmentFile(
   fd: number,
   path: string,
   context: WalSegmentContext,
-  level: number,
+  encoding: { level: number; summarize: boolean },
   buffers: { room: Buffer; previous?: Buffer; tail?: Buffer },
 ): Promise<EncodedWalSegment> {
-  requireLevel(level);
+  requireLevel(encoding.level);
   // The worker thread writes `room` and `tail` while it reads `previous`: none may share memory.
   const { room, previous, tail } = buffers;
   const overlaps = (a: Buffer | undefined, b: Buffer | undefined) => a !== undefined && b !== undefined && sharesMemory(a, b);
@@ -517,14 +526,36 @@ export async function encodeWalSegmentFile(
     throw new PgfError('INVALID_ARGUMENT', 'encodeWalSegmentFile needs room, tail and previous apart from one another');
   }
   const nativeContext = nativeWalContext(context);
-  const native = await callAsync(() => binding.encodeWalSegmentFile(fd, path, nativeContext, level, previous, room, tail));
+  const native = await callAsync(() => binding.encodeWalSegmentFile(fd, path, nativeContext, encoding, previous, room, tail));
   return {
     stat: native.stat,
     head: native.head,
     zeroFrom: native.zeroFrom,
     frame: room.subarray(0, native.frameLength),
-    ...(native.summary !== undefined ? { summary: walSummaryOf(native.summary) } : {}),
-    ...(native.summaryError !== undefined ? { summaryError: fromNativeError(new Error(native.summaryError)) } : {}),
+    ...summaryFields(native),
+  };
+}
+
+/**
+ * The summary encodeWalSegmentFile would have made of the whole-segment file open at `fd`, for a
+ * segment pushed without one; with the file's identity. WAL_INVALID when the file is not a whole
+ * segment of `context` or changed while it was read.
+ */
+export async function summarizeWalSegmentFile(
+  fd: number,
+  path: string,
+  context: WalSegmentContext,
+  previous?: Buffer,
+): Promise<{ stat: WalFileStat; summary?: WalSegmentSummary; summaryError?: PgfError }> {
+  const nativeContext = nativeWalContext(context);
+  const native = await callAsync(() => binding.summarizeWalSegmentFile(fd, path, nativeContext, previous));
+  return { stat: native.stat, ...summaryFields(native) };
+}
+
+function summaryFields(native: { summary?: NativeWalSegmentSummary | null; summaryError?: string | null }): { summary?: WalSegmentSummary; summaryError?: PgfError } {
+  return {
+    ...(native.summary != null ? { summary: walSummaryOf(native.summary) } : {}),
+    ...(native.summaryError != null ? { summaryError: fromNativeError(new Error(native.summaryError)) } : {}),
   };
 }
 

@@ -22,6 +22,7 @@ export const keys = {
   lease: (name: string) => `locks/${name}.json`,
   leases: 'locks/',
   walSegment: (timeline: string, segment: string) => `wal/${timeline}/${segment}.zst`,
+  walSummary: (timeline: string, segment: string) => `wal/${timeline}/${segment}.summary.zst`,
   walTimeline: (timeline: string) => `wal/${timeline}/`,
   timelineHistory: (timeline: string) => `wal/${timeline}.history`,
   wal: 'wal/',

@@ -12,7 +12,7 @@ import { decompressFrames, extentIds } from '../native/index.js';
 import { keys, packIdOf, readPackFooter, type BackupManifest, type ExtentLocation, type IndexEntry, type Repository } from '../repo/index.js';
 import { mapLimit } from '../concurrency/map-limit.js';
 import { parseTimelineHistory } from '../backup/detection.js';
-import { decodeWalObject, loadWalFile } from '../wal/repository.js';
+import { decodeWalObject, loadWalFile, loadWalSummary } from '../wal/repository.js';
 import { validateWalFile } from '../wal/validate.js';
 import { parseWalFileName, segmentNumber } from '../wal/names.js';
 import { parseLsn, walSegmentNameOf } from '../pg/lsn.js';
@@ -255,6 +255,16 @@ async function verifyWal(repo: Repository, manifests: readonly BackupManifest[],
   if (options.full) {
     await mapLimit(objects, options.parallel * 2, async (object) => {
       const name = object.key.slice(object.key.lastIndexOf('/') + 1).replace(/\.zst$/, '');
+      const summarized = name.endsWith('.summary') ? parseWalFileName(name.slice(0, -'.summary'.length)) : undefined;
+      if (summarized !== undefined) {
+        try {
+          await loadWalSummary(repo, summarized);
+          bytesReread += object.size;
+        } catch (err) {
+          problems.add('wal', object.key, `archived WAL summary damaged: ${reason(err)}`);
+        }
+        return;
+      }
       const file = parseWalFileName(name);
       if (file === undefined || file.kind === 'history') return;
       try {

@@ -1,7 +1,7 @@
 /**
  * Where things lie in the archived WAL (a named restore point, a transaction's end, the last
- * transaction end, the newest segment), from the summaries archive-push stored with each segment;
- * a segment stored without one is read and summarised here. Knowing the position lets restore pick
+ * transaction end, the newest segment), from the summaries archive-push stored with or beside each
+ * segment; a segment without one is read and summarised here. Knowing the position lets restore pick
  * the newest backup before it, and refuse a target the WAL does not hold before PostgreSQL replays
  * everything to find out.
  */
@@ -11,7 +11,7 @@ import { parseLsn, type Lsn } from '../pg/lsn.js';
 import { firstFound } from '../concurrency/first-found.js';
 import { mapLimit } from '../concurrency/map-limit.js';
 import { parseWalFileName, segmentNumber } from './names.js';
-import { decodeWalObject, loadWalDescription } from './repository.js';
+import { decodeWalObject, loadWalDescription, loadWalSummary } from './repository.js';
 import { previousSegmentName, segmentTail, summarizeSegmentFile, type StoredWalSummary } from './summary.js';
 
 interface SegmentObject {
@@ -34,19 +34,21 @@ async function loadSegment(repo: Repository, key: string): Promise<Buffer | unde
 }
 
 /**
- * The segment's stored summary, or one read now: when it was stored without one, or without the
- * record it starts inside (the previous segment was gone when it was pushed), whose end may be the
- * very commit searched for.
+ * The segment's stored summary (in its description, or beside it for a segment pushed during a
+ * backlog), or one read now: when none was stored (the daemon stopped before it summarised the
+ * segment, or the reader could not follow its records), or it lacks the record the segment starts
+ * inside (the previous segment was gone when it was summarised), whose end may be the very commit
+ * searched for.
  */
 async function summaryOf(repo: Repository, segment: SegmentObject): Promise<StoredWalSummary | undefined> {
-  const description = await loadWalDescription(repo, segment.key, segment.size);
-  if (description.summary !== undefined && description.summary.leadingRecordSkipped === undefined) return description.summary;
   const file = parseWalFileName(segment.name)!;
+  const stored = (await loadWalDescription(repo, segment.key, segment.size)).summary ?? (await loadWalSummary(repo, file));
+  if (stored !== undefined && stored.leadingRecordSkipped === undefined) return stored;
   const content = await loadSegment(repo, segment.key);
   const before = previousSegmentName(segment.name, repo.config.walSegmentSize);
   const previous = before === undefined ? undefined : await loadSegment(repo, keys.walSegment(file.timeline, before));
-  if (content === undefined) return description.summary;
-  return summarizeSegmentFile(file, content, repo.config, previous && segmentTail(previous)).catch(() => description.summary);
+  if (content === undefined) return stored;
+  return summarizeSegmentFile(file, content, repo.config, previous && segmentTail(previous)).catch(() => stored);
 }
 
 function matches(summary: StoredWalSummary, target: { kind: 'xid' | 'name'; value: string }): string | undefined {
@@ -131,7 +133,7 @@ export async function lastArchivedTransaction(
   // tens of thousands (pgbench: 42350 in one, 2.4 MB of JSON; 16 such took 0.63 s to read, one
   // 0.05 s): the search reads one, then a few at a time.
   return firstFound(recent, async (segment) => {
-    const summary = (await loadWalDescription(repo, segment.key, segment.size)).summary;
+    const summary = await summaryOf(repo, segment);
     const last = summary?.transactions.at(-1);
     return last === undefined ? undefined : { time: last[3], lsn: last[0], segment: segment.name };
   });

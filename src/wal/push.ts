@@ -4,18 +4,24 @@
  * PostgreSQL has marked ready (`archive_status/*.ready`), up to `parallel` at once, so that later
  * calls find them done. Each file is read with its identity, validated, stored durably, and only
  * then marked done in the spool.
+ *
+ * A segment's summary is about a quarter of the CPU its push costs (parsing and checking every
+ * record). With `deferSummaries` (the daemon), a segment pushed while others are in flight or
+ * waiting is stored without one, and summarised once nothing is left to push: while a backlog
+ * drains, pg_wal filling up is the risk and the archive comes first. A summary not made by then (the
+ * daemon was killed) is made by whoever needs it (positions.ts).
  */
 import { open, readdir, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { PgfError, isPgfError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
-import { encodeWalSegmentFile, frameBound, type EncodedWalSegment, type WalSegmentContext } from '../native/index.js';
+import { encodeWalSegmentFile, frameBound, summarizeWalSegmentFile, type EncodedWalSegment, type WalSegmentContext } from '../native/index.js';
 import type { Repository } from '../repo/index.js';
 import { parseWalFileName, segmentNumber, type WalFileName } from './names.js';
-import { storeCompressedSegment, storeWalFile, walCompressLevel, type StoreOutcome } from './repository.js';
+import { loadWalFile, storeCompressedSegment, storeWalFile, storeWalSummary, walCompressLevel, type StoreOutcome } from './repository.js';
 import { fileIdentity, type Spool } from './spool.js';
 import { validateSegmentHead, validateWalFile } from './validate.js';
-import { previousSegmentName, previousSegmentTail, previousTailBytes, storedSummary } from './summary.js';
+import { previousSegmentName, previousSegmentTail, previousTailBytes, segmentTail, storedSummary, summarizeSegmentFile, type StoredWalSummary } from './summary.js';
 
 export interface PushOptions {
   /**
@@ -34,6 +40,15 @@ export interface PushOptions {
    * repository, or to /bin/false for a planned outage) must see archiving stop.
    */
   pushAheadWindowMs?: number;
+  /** Store segments pushed beside others without their summary, and summarise them once idle. */
+  deferSummaries?: boolean;
+}
+
+/** A segment stored without its summary, and the identity its file had then. */
+interface Unsummarized {
+  path: string;
+  file: WalFileName;
+  identity: string;
 }
 
 /** Opens a WAL file PostgreSQL passed (%p). */
@@ -67,10 +82,10 @@ export async function readWalFile(path: string): Promise<{ content: Buffer; iden
 }
 
 /** The segment file at `path`, open only while encodeWalSegmentFile maps and encodes it. */
-async function encodeSegmentFile(path: string, context: WalSegmentContext, buffers: { room: Buffer; previous?: Buffer; tail?: Buffer }): Promise<EncodedWalSegment> {
+async function encodeSegmentFile(path: string, context: WalSegmentContext, summarize: boolean, buffers: { room: Buffer; previous?: Buffer; tail?: Buffer }): Promise<EncodedWalSegment> {
   const handle = await openWalFile(path);
   try {
-    return await encodeWalSegmentFile(handle.fd, path, context, walCompressLevel, buffers);
+    return await encodeWalSegmentFile(handle.fd, path, context, { level: walCompressLevel, summarize }, buffers);
   } finally {
     await handle.close();
   }
@@ -105,6 +120,9 @@ export class WalPusher {
   private readonly tailReaders = new Map<Buffer, number>();
   /** Memory of tails no longer kept, for the next ones (copying each tail into fresh memory faulted). */
   private readonly tailRooms: Buffer[] = [];
+  /** Segments stored without their summary, oldest first. */
+  private readonly unsummarized: Unsummarized[] = [];
+  private summarizing: Promise<void> | undefined;
   private walDir: string | undefined;
   private lastRequest = 0;
   private ready: string[] = [];
@@ -120,7 +138,7 @@ export class WalPusher {
   }
 
   get busy(): boolean {
-    return this.inFlight.size > 0 || this.scanning;
+    return this.inFlight.size > 0 || this.scanning || this.summarizing !== undefined || this.unsummarized.length > 0;
   }
 
   /** Archives the file at `path` (PostgreSQL's %p) and pushes ahead the ready files beside it. */
@@ -141,9 +159,12 @@ export class WalPusher {
     void this.scan();
   }
 
-  /** Resolves when nothing is in flight any more. */
+  /** Resolves when nothing is in flight any more and every segment stored without a summary has one. */
   async settle(): Promise<void> {
-    while (this.busy) await Promise.allSettled([...this.inFlight.values()]).then(() => new Promise((resolve) => setImmediate(resolve)));
+    while (this.busy) {
+      await Promise.allSettled([...this.inFlight.values(), this.summarizing]).then(() => new Promise((resolve) => setImmediate(resolve)));
+      this.summarizeDeferred();
+    }
   }
 
   /** Names PostgreSQL still wants archived (for dropping stale done markers). */
@@ -179,7 +200,9 @@ export class WalPusher {
     if (file === undefined) {
       throw new PgfError('WAL_INVALID', `${name} is not a WAL segment, history or backup history file name: archive_command must pass %p`);
     }
-    const { outcome, identity } = file.kind === 'segment' || file.kind === 'partial' ? await this.archiveSegment(path, file) : await this.archiveSmallFile(path, file);
+    // Before this push is in flight: other pushes running or waiting make a backlog.
+    const summarize = !this.options.deferSummaries || (this.inFlight.size === 0 && this.ready.length === 0);
+    const { outcome, identity } = file.kind === 'segment' || file.kind === 'partial' ? await this.archiveSegment(path, file, summarize) : await this.archiveSmallFile(path, file);
     await this.options.spool?.markPushed(name, identity);
     this.archived.add(name);
     this.options.log.debug({ file: name, outcome }, 'archived');
@@ -194,10 +217,10 @@ export class WalPusher {
   }
 
   /**
-   * A segment or .partial file: read, summarised and compressed in one native call (encodeWalSegmentFile),
-   * checked, then stored. Its tail is kept for the next segment's first record.
+   * A segment or .partial file: read, summarised (unless not `summarize`) and compressed in one native
+   * call (encodeWalSegmentFile), checked, then stored. Its tail is kept for the next segment's first record.
    */
-  private async archiveSegment(path: string, file: WalFileName): Promise<{ outcome: StoreOutcome; identity: string }> {
+  private async archiveSegment(path: string, file: WalFileName, summarize: boolean): Promise<{ outcome: StoreOutcome; identity: string }> {
     const config = this.repo.config;
     const segmentSize = config.walSegmentSize;
     const room = this.frameRooms.pop() ?? Buffer.allocUnsafeSlow(frameBound(segmentSize));
@@ -212,8 +235,7 @@ export class WalPusher {
     let tailKept = false;
     try {
       const previous = keptTail ?? (await previousSegmentTail(path, segmentSize, tailRoom));
-      const context = { segmentSize, pgMajor: config.pgMajor, timeline: parseInt(file.timeline, 16), segmentNo: segmentNumber(file.segment!, segmentSize), systemIdentifier: config.systemIdentifier };
-      const read = await encodeSegmentFile(path, context, { room, ...(previous !== undefined ? { previous } : {}), ...(ownTail !== undefined ? { tail: ownTail } : {}) });
+      const read = await encodeSegmentFile(path, this.segmentContext(file), summarize, { room, ...(previous !== undefined ? { previous } : {}), ...(ownTail !== undefined ? { tail: ownTail } : {}) });
       const size = Number(read.stat.size);
       validateSegmentHead(file, read.head, size, config);
       if (read.summaryError !== undefined) {
@@ -226,7 +248,9 @@ export class WalPusher {
         this.keepTail(file.name, ownTail);
         tailKept = true;
       }
-      return { outcome, identity: fileIdentity(read.stat) };
+      const identity = fileIdentity(read.stat);
+      if (!summarize && outcome === 'stored' && size === segmentSize) this.unsummarized.push({ path, file, identity });
+      return { outcome, identity };
     } finally {
       // Nothing holds on to the compressed copy once it is stored (or refused).
       if (this.frameRooms.length < this.options.parallel + 1) this.frameRooms.push(room);
@@ -234,6 +258,84 @@ export class WalPusher {
       if (tailRoom !== undefined) this.reuseTail(tailRoom);
       if (ownTail !== undefined && !tailKept) this.reuseTail(ownTail);
     }
+  }
+
+  private segmentContext(file: WalFileName): WalSegmentContext {
+    const { walSegmentSize, pgMajor, systemIdentifier } = this.repo.config;
+    return { segmentSize: walSegmentSize, pgMajor, timeline: parseInt(file.timeline, 16), segmentNo: segmentNumber(file.segment!, walSegmentSize), systemIdentifier };
+  }
+
+  /** Summarises the segments stored without one, oldest first, while nothing is being pushed. */
+  private summarizeDeferred(): void {
+    if (this.summarizing !== undefined || this.unsummarized.length === 0 || this.inFlight.size > 0 || this.scanning) return;
+    this.unsummarized.sort((a, b) => archiveOrder(a.file.name, b.file.name));
+    this.summarizing = (async () => {
+      while (this.inFlight.size === 0 && !this.scanning) {
+        const next = this.unsummarized.shift();
+        if (next === undefined) break;
+        try {
+          await this.summarizeStored(next);
+        } catch (err) {
+          this.options.log.warn({ file: next.file.name, err: isPgfError(err) ? `${err.code}: ${err.message}` : String(err) }, 'summary of a segment stored without one not recorded');
+        }
+      }
+    })().finally(() => {
+      this.summarizing = undefined;
+    });
+  }
+
+  /**
+   * The summary of a segment stored without one, from its file while PostgreSQL still has it
+   * unchanged, else from the repository; with the record it starts inside when the segment before
+   * is at hand.
+   */
+  private async summarizeStored({ path, file, identity }: Unsummarized): Promise<void> {
+    const segmentSize = this.repo.config.walSegmentSize;
+    const before = previousSegmentName(file.name, segmentSize);
+    const keptTail = before !== undefined ? this.tails.get(before) : undefined;
+    if (keptTail !== undefined) this.tailReaders.set(keptTail, (this.tailReaders.get(keptTail) ?? 0) + 1);
+    const tailRoom = keptTail === undefined ? this.tailRooms.pop() : undefined;
+    try {
+      const previous = keptTail ?? (await previousSegmentTail(path, segmentSize, tailRoom)) ?? (await this.storedTail(before));
+      const read = await this.summarizeFile(path, file, identity, previous);
+      if (read.summaryError !== undefined) {
+        this.options.log.warn({ file: file.name, err: `${read.summaryError.code}: ${read.summaryError.message}` }, 'segment stored without a summary');
+        return;
+      }
+      await storeWalSummary(this.repo, file, read.summary);
+    } finally {
+      if (keptTail !== undefined) this.doneReadingTail(keptTail);
+      if (tailRoom !== undefined) this.reuseTail(tailRoom);
+    }
+  }
+
+  private async summarizeFile(path: string, file: WalFileName, identity: string, previous: Buffer | undefined): Promise<{ summary: StoredWalSummary; summaryError?: undefined } | { summaryError: PgfError }> {
+    const handle = await open(path, 'r').catch(() => undefined);
+    if (handle !== undefined) {
+      try {
+        if (fileIdentity(await handle.stat({ bigint: true })) === identity) {
+          const read = await summarizeWalSegmentFile(handle.fd, path, this.segmentContext(file), previous);
+          if (read.summary !== undefined) return { summary: storedSummary(read.summary) };
+          return { summaryError: read.summaryError! };
+        }
+      } finally {
+        await handle.close();
+      }
+    }
+    // Recycled or removed by PostgreSQL since: the stored copy.
+    const content = await loadWalFile(this.repo, file);
+    if (content === undefined) throw new PgfError('STORAGE_NOT_FOUND', `${file.name} is no longer in ${this.repo.location}`);
+    return summarizeSegmentFile(file, content, this.repo.config, previous).then(
+      (summary) => ({ summary }),
+      (err: unknown) => ({ summaryError: isPgfError(err) ? err : new PgfError('WAL_INVALID', String(err)) }),
+    );
+  }
+
+  /** The tail of the segment named `name`, from the repository. */
+  private async storedTail(name: string | undefined): Promise<Buffer | undefined> {
+    if (name === undefined) return undefined;
+    const content = await loadWalFile(this.repo, parseWalFileName(name)!).catch(() => undefined);
+    return content && segmentTail(content);
   }
 
   private aheadAllowed(): boolean {
@@ -283,6 +385,7 @@ export class WalPusher {
       } while (this.rescan);
     } finally {
       this.scanning = false;
+      this.summarizeDeferred();
     }
   }
 

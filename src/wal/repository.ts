@@ -8,6 +8,10 @@
  *      after a switch, see zero-tail.ts) are stored as nothing and restored as zeros.
  * The description comes first so that a reader of descriptions only fetches a few hundred bytes.
  *
+ * A segment pushed while a backlog drained has no summary in its description: the archive daemon
+ * stores it later beside the segment, as `wal/<timeline>/<name>.summary.zst` (one frame of JSON
+ * `{ format: 1, name, summary }`).
+ *
  * Objects are written once (ifAbsent). Pushing a name again succeeds only with identical content;
  * different content fails with WAL_CONFLICT and overwrites nothing.
  */
@@ -145,4 +149,37 @@ export async function loadWalDescription(repo: Repository, key: string, size: nu
   } catch (err) {
     throw damaged(key, isPgfError(err) ? err.message : 'unreadable description', err);
   }
+}
+
+interface WalSummaryObject {
+  format: number;
+  name: string;
+  summary: StoredWalSummary;
+}
+
+/** Stores the summary of a segment stored without one, durably, once (a second store keeps the first). */
+export async function storeWalSummary(repo: Repository, file: WalFileName, summary: StoredWalSummary): Promise<void> {
+  const object: WalSummaryObject = { format: walObjectFormat, name: file.name, summary };
+  try {
+    await repo.storage.write(keys.walSummary(file.timeline, file.name), await compressFrame(Buffer.from(JSON.stringify(object)), walCompressLevel), { ifAbsent: true });
+  } catch (err) {
+    if (!isPgfError(err, 'STORAGE_EXISTS')) throw err;
+  }
+}
+
+/** The summary stored beside a segment (see storeWalSummary), or undefined when there is none. */
+export async function loadWalSummary(repo: Repository, file: WalFileName): Promise<StoredWalSummary | undefined> {
+  const key = keys.walSummary(file.timeline, file.name);
+  let object: WalSummaryObject;
+  try {
+    object = JSON.parse((await decompressFrame(await repo.storage.read(key))).toString('utf8')) as WalSummaryObject;
+  } catch (err) {
+    if (isPgfError(err, 'STORAGE_NOT_FOUND')) return undefined;
+    throw damaged(key, isPgfError(err) ? err.message : 'unreadable summary', err);
+  }
+  if (object.format !== walObjectFormat) {
+    throw new PgfError('REPO_FORMAT', `WAL summary object ${key} has format ${String(object.format)}; this pgforever reads format ${walObjectFormat}: upgrade pgforever`);
+  }
+  if (object.name !== file.name) throw damaged(key, `it summarises ${object.name}`);
+  return object.summary;
 }

@@ -13,7 +13,7 @@ import { open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PgfError } from '../../src/errors/index.js';
-import { decompressFrame, encodeWalSegmentFile, frameBound, listWalRecords, summarizeWalSegment, type WalRecordInfo, type WalSegmentContext, type WalSegmentSummary } from '../../src/native/index.js';
+import { decompressFrame, encodeWalSegmentFile, frameBound, listWalRecords, summarizeWalSegment, summarizeWalSegmentFile, type WalRecordInfo, type WalSegmentContext, type WalSegmentSummary } from '../../src/native/index.js';
 import { parseLsn, walSegmentNameOf } from '../../src/pg/lsn.js';
 import { CommandError, run } from '../support/os-user.js';
 import { startCluster, type Cluster, type PgVersion } from '../support/postgres.js';
@@ -492,7 +492,7 @@ describe('WAL segments against pg_waldump (PostgreSQL 15)', () => {
     expect((await summarizeWalSegment(segment.bytes, context, { previous })).records).toBe(summaries[1]!.records);
   });
 
-  it('reads a segment file by mapping it into the same summary, frame and tail as from memory', async () => {
+  it('reads a segment file by mapping it into the same summary, frame and tail as from memory, or the summary alone, or all but the summary', async () => {
     const tailBytes = 64 * 1024;
     for (const [i, segment] of result.segments.entries()) {
       const path = join(cluster.pgdata, 'pg_wal', segment.name);
@@ -501,7 +501,8 @@ describe('WAL segments against pg_waldump (PostgreSQL 15)', () => {
       const tail = Buffer.alloc(tailBytes);
       const handle = await open(path, 'r');
       try {
-        const read = await encodeWalSegmentFile(handle.fd, path, contextFor(cluster, segment, result.systemIdentifier), 1, { room, tail, ...(previous ? { previous } : {}) });
+        const context = contextFor(cluster, segment, result.systemIdentifier);
+        const read = await encodeWalSegmentFile(handle.fd, path, context, { level: 1, summarize: true }, { room, tail, ...(previous ? { previous } : {}) });
         expect(read.stat.size).toBe(BigInt(SEGMENT));
         expect(read.head.equals(segment.bytes.subarray(0, read.head.length))).toBe(true);
         expect(read.summary, segment.name).toEqual(summaries[i]);
@@ -511,6 +512,16 @@ describe('WAL segments against pg_waldump (PostgreSQL 15)', () => {
         expect(segment.bytes.subarray(read.zeroFrom).every((b) => b === 0)).toBe(true);
         expect(read.zeroFrom === SEGMENT || segment.bytes[read.zeroFrom - 1] !== 0).toBe(true);
         expect(tail.equals(segment.bytes.subarray(SEGMENT - tailBytes))).toBe(true);
+
+        const frame = Buffer.from(read.frame);
+        const unsummarized = await encodeWalSegmentFile(handle.fd, path, context, { level: 1, summarize: false }, { room, ...(previous ? { previous } : {}) });
+        expect(unsummarized.summary).toBeUndefined();
+        expect(unsummarized.summaryError).toBeUndefined();
+        expect(unsummarized.frame.equals(frame), segment.name).toBe(true);
+        const later = await summarizeWalSegmentFile(handle.fd, path, context, previous);
+        expect(later.stat).toEqual(read.stat);
+        expect(later.summary, segment.name).toEqual(summaries[i]);
+        expect(later.summaryError).toBeUndefined();
       } finally {
         await handle.close();
       }
@@ -520,15 +531,18 @@ describe('WAL segments against pg_waldump (PostgreSQL 15)', () => {
     await writeFile(short, result.segments[0]!.bytes.subarray(0, 8192));
     const handle = await open(short, 'r');
     try {
-      const read = await encodeWalSegmentFile(handle.fd, short, contextFor(cluster, result.segments[0]!, result.systemIdentifier), 1, { room: Buffer.alloc(frameBound(SEGMENT)) });
+      const context = contextFor(cluster, result.segments[0]!, result.systemIdentifier);
+      const read = await encodeWalSegmentFile(handle.fd, short, context, { level: 1, summarize: true }, { room: Buffer.alloc(frameBound(SEGMENT)) });
       expect(read.stat.size).toBe(8192n);
       expect(read.frame.length).toBe(0);
       expect(read.summary).toBeUndefined();
+      expect(read.summaryError?.code).toBe('WAL_INVALID');
+      expect((await rejection(summarizeWalSegmentFile(handle.fd, short, context))).message).toMatch(/8192 bytes, not a whole segment/);
       // What the native side writes may not overlap what it reads or writes elsewhere.
       const room = Buffer.alloc(frameBound(SEGMENT));
-      const context = contextFor(cluster, result.segments[0]!, result.systemIdentifier);
-      expect((await rejection(encodeWalSegmentFile(handle.fd, short, context, 1, { room, tail: room.subarray(0, 4096) }))).code).toBe('INVALID_ARGUMENT');
-      expect((await rejection(encodeWalSegmentFile(handle.fd, short, context, 1, { room, previous: room.subarray(8192, 16384) }))).code).toBe('INVALID_ARGUMENT');
+      const encoding = { level: 1, summarize: true };
+      expect((await rejection(encodeWalSegmentFile(handle.fd, short, context, encoding, { room, tail: room.subarray(0, 4096) }))).code).toBe('INVALID_ARGUMENT');
+      expect((await rejection(encodeWalSegmentFile(handle.fd, short, context, encoding, { room, previous: room.subarray(8192, 16384) }))).code).toBe('INVALID_ARGUMENT');
     } finally {
       await handle.close();
     }

@@ -16,8 +16,10 @@ import { parseWalFileName } from '../../src/wal/names.js';
 import { defaultSpool } from '../../src/wal/spool.js';
 import { WalPusher } from '../../src/wal/push.js';
 import { createLogger } from '../../src/log/index.js';
-import { decodeWalObject, loadWalFile, walObjectKey } from '../../src/wal/repository.js';
+import { decodeWalObject, loadWalFile, loadWalSummary, walObjectKey } from '../../src/wal/repository.js';
 import { previousSegmentName, summarizeSegmentFile, type StoredWalSummary } from '../../src/wal/summary.js';
+import { lastArchivedTransaction, locateTarget } from '../../src/wal/positions.js';
+import { formatLsn } from '../../src/pg/lsn.js';
 import { CommandError, grantToServerUser, makeServerUserDir, run } from '../support/os-user.js';
 import { DEBIAN_PG15_BIN, startCluster, startClusterFromDirectory, waitFor, type Cluster } from '../support/postgres.js';
 import { archiveCommandsFor, bin, pgforever, runConfigured } from './support.js';
@@ -61,6 +63,20 @@ describe('archiving through what archive-command prints (PostgreSQL 15)', () => 
     for (const dir of [repoDir, scratch]) if (dir) await rm(dir, { recursive: true, force: true });
   });
 
+  /**
+   * The summary archive-push recorded for a segment: in its description, or beside it once the
+   * daemon has summarised what it pushed during a backlog.
+   */
+  const recordedSummary = (name: string) =>
+    waitFor(
+      async () => {
+        const file = parseWalFileName(name)!;
+        const { description } = await decodeWalObject(name, await repo.storage.read(walObjectKey(file)));
+        return description.summary ?? (await loadWalSummary(repo, file));
+      },
+      { deadlineMs: 60_000, what: `the summary of ${name}` },
+    );
+
   /** The stored file once the repository has it. */
   const archivedCopy = (name: string) =>
     waitFor(() => loadWalFile(repo, parseWalFileName(name)!), { deadlineMs: 60_000, what: `${name} in the repository` });
@@ -92,18 +108,19 @@ describe('archiving through what archive-command prints (PostgreSQL 15)', () => 
       expect(stored?.equals(original), name).toBe(true);
       const object = await repo.storage.read(walObjectKey(parseWalFileName(name)!));
       const { description } = await decodeWalObject(name, object);
+      const summary = await recordedSummary(name);
       if (description.zeroFrom !== undefined && description.zeroFrom < SEGMENT / 2) {
         trimmed++;
         expect(object.length, name).toBeLessThan(SEGMENT / 8);
-        expect(description.summary?.endReason, name).toBe('switch');
+        expect(summary.endReason, name).toBe('switch');
       }
-      expect(description.summary?.records, name).toBeGreaterThan(0);
+      expect(summary.records, name).toBeGreaterThan(0);
       // The pusher reuses its buffers for the tails it reads records from: each summary must be
       // the one read afresh from the original files.
       const before = previousSegmentName(name, SEGMENT);
       const previous = before === undefined ? undefined : await readFile(join(cluster.pgdata, 'pg_wal', before)).catch(() => undefined);
-      expect(description.summary, name).toEqual(await summarizeSegmentFile(parseWalFileName(name)!, original, repo.config, previous));
-      if (name > beforeWorkload) summaries.push(description.summary!);
+      expect(summary, name).toEqual(await summarizeSegmentFile(parseWalFileName(name)!, original, repo.config, previous));
+      if (name > beforeWorkload) summaries.push(summary);
       archived.push(name);
     }
     expect(trimmed).toBeGreaterThanOrEqual(4);
@@ -318,5 +335,49 @@ describe('archiving through what archive-command prints (PostgreSQL 15)', () => 
     await cluster.query(`ALTER SYSTEM SET archive_command = '${commands.archive_command.replace(/'/g, "''")}'`);
     await cluster.query('SELECT pg_reload_conf()');
     await cluster.waitForArchived(names[2]!, { deadlineMs: 60_000 });
+  });
+
+  it('drains a backlog without summarising (as the daemon does), then records every summary beside its segment', async () => {
+    await cluster.query(`ALTER SYSTEM SET archive_command = '/bin/false'`);
+    await cluster.query('SELECT pg_reload_conf()');
+    const names: string[] = [];
+    for (let i = 0; i < 12; i++) {
+      await cluster.query(`INSERT INTO filler SELECT g, 'backlog ${i}' FROM generate_series(1, 8000) g`);
+      names.push(await cluster.switchWal());
+    }
+    const status = join(cluster.pgdata, 'pg_wal', 'archive_status');
+    await waitFor(async () => names.every((n) => existsSync(join(status, `${n}.ready`))), { what: 'the backlog to be ready' });
+    const side = await Repository.init(new PosixStorage(join(scratch, 'backlog')), { ...repo.config, compressLevel: 1 });
+    const pusher = new WalPusher(side, { parallel: 3, log: createLogger('silent'), pushAheadWindowMs: 60_000, deferSummaries: true });
+    // PostgreSQL's archiver asks for one file after another; the pusher takes the next ones along.
+    for (const name of names) await pusher.push(join(cluster.pgdata, 'pg_wal', name));
+    await pusher.settle();
+
+    let beside = 0;
+    const summaries: StoredWalSummary[] = [];
+    for (const name of names) {
+      const file = parseWalFileName(name)!;
+      const { description, content } = await decodeWalObject(name, await side.storage.read(walObjectKey(file)));
+      expect(content.equals(await readFile(join(cluster.pgdata, 'pg_wal', name))), name).toBe(true);
+      const separate = await loadWalSummary(side, file);
+      if (description.summary === undefined) beside++;
+      else expect(separate, name).toBeUndefined();
+      const summary = description.summary ?? separate;
+      const previous = await readFile(join(cluster.pgdata, 'pg_wal', previousSegmentName(name, SEGMENT)!));
+      expect(summary, name).toEqual(await summarizeSegmentFile(file, content, repo.config, previous));
+      summaries.push(summary!);
+    }
+    // Pushed three at a time: all but the first went without a summary, each summarised once idle.
+    expect(beside).toBeGreaterThanOrEqual(names.length / 2);
+    expect(summaries.filter((s) => s.leadingRecordSkipped !== undefined)).toEqual([]);
+    expect(summaries.flatMap((s) => s.transactions).filter(([, kind]) => kind === 'commit').length).toBeGreaterThanOrEqual(12);
+    // What restore looks up in summaries finds them beside the segments.
+    const [lsn, , xid] = summaries[6]!.transactions.at(-1)!;
+    expect(formatLsn(await locateTarget(side, { kind: 'xid', value: String(xid) }, [names[0]!]))).toBe(lsn);
+    expect((await lastArchivedTransaction(side))?.segment).toBe(names.at(-1));
+
+    await cluster.query(`ALTER SYSTEM SET archive_command = '${commands.archive_command.replace(/'/g, "''")}'`);
+    await cluster.query('SELECT pg_reload_conf()');
+    await cluster.waitForArchived(names.at(-1)!, { deadlineMs: 60_000 });
   });
 });

@@ -1,5 +1,6 @@
-//! A whole WAL segment file pushed in one call: mapped rather than read, summarised, its trailing
-//! zeros cut, compressed into a frame and its tail copied out for the next segment's summary.
+//! A whole WAL segment file pushed in one call: mapped rather than read, summarised (unless the
+//! summary is left for later), its trailing zeros cut, compressed into a frame and its tail copied
+//! out for the next segment's summary. And a segment file summarised later the same way.
 //!
 //! Mapping instead of `pread` saves copying 16 MiB from the page cache into the process and the
 //! fresh memory that copy needs (a page fault per 4 KiB on a VM whose host reclaims free pages):
@@ -43,12 +44,12 @@ pub struct EncodedWalSegment {
     /// Length of the frame written at the start of `room`; 0 when the file is not a whole segment.
     pub frame_length: u32,
     pub summary: Option<WalSegmentSummary>,
-    /// Why there is no summary (`CODE: message`).
+    /// Why there is no summary when one was asked for (`CODE: message`).
     pub summary_error: Option<String>,
 }
 
 #[derive(PartialEq, Eq)]
-struct Identity {
+pub struct Identity {
     size: u64,
     dev: u64,
     ino: u64,
@@ -75,7 +76,8 @@ pub struct Encoded {
     head: Vec<u8>,
     zero_from: usize,
     frame_length: usize,
-    summary: std::result::Result<wal::SegmentSummary, CoreError>,
+    /// None when the caller did not ask for one.
+    summary: Option<std::result::Result<wal::SegmentSummary, CoreError>>,
 }
 
 pub struct EncodeWalSegmentFile {
@@ -83,6 +85,7 @@ pub struct EncodeWalSegmentFile {
     path: String,
     context: SegmentContext,
     level: i32,
+    summarize: bool,
     previous: Option<Buffer>,
     room: Buffer,
     tail: Option<Buffer>,
@@ -109,45 +112,23 @@ impl Task for EncodeWalSegmentFile {
             head: Vec::new(),
             zero_from: 0,
             frame_length: 0,
-            summary: Err(CoreError::new(
-                ErrorCode::WalInvalid,
-                "not a whole segment".to_owned(),
-            )),
+            summary: None,
         };
         if encoded.identity.size == 0 {
             return Ok(encoded);
         }
-        // SAFETY: PostgreSQL writes a segment whole before it marks it ready and neither truncates
-        // nor rewrites it until it is archived; a change during the read is caught by comparing
-        // the file's identity before and after. A truncation meanwhile would end this process
-        // with SIGBUS before anything is marked archived: PostgreSQL asks again.
-        let mapped = unsafe { memmap2::MmapOptions::new().populate().map(&*file) };
-        let read;
-        let bytes: &[u8] = match &mapped {
-            Ok(map) => map,
-            // A filesystem that cannot map files is read the ordinary way.
-            Err(_) => {
-                let length = if whole_segment {
-                    self.context.segment_size as usize
-                } else {
-                    HEAD_BYTES.min(encoded.identity.size as usize)
-                };
-                let mut buffer = vec![0u8; length];
-                file.read_exact_at(&mut buffer, 0)
-                    .map_err(|e| io_failure(&self.path, e))?;
-                read = buffer;
-                &read
-            }
+        let read_length = if whole_segment {
+            self.context.segment_size as usize
+        } else {
+            HEAD_BYTES.min(encoded.identity.size as usize)
         };
+        let bytes = file_bytes(&file, &self.path, read_length)?;
         encoded.head = bytes[..bytes.len().min(HEAD_BYTES)].to_vec();
         if whole_segment {
-            encoded.summary = match &self.previous {
-                Some(previous) => {
-                    wal::summarize_segment_with_previous(bytes, &self.context, previous)
-                }
-                None => wal::summarize_segment(bytes, &self.context),
-            };
-            encoded.zero_from = wal::zero_tail_start(bytes);
+            if self.summarize {
+                encoded.summary = Some(summarize(&bytes, &self.context, self.previous.as_deref()));
+            }
+            encoded.zero_from = wal::zero_tail_start(&bytes);
             let stored = &bytes[..encoded.zero_from];
             let level = wal::compression_level(stored, self.level).map_err(to_napi)?;
             encoded.frame_length =
@@ -156,35 +137,21 @@ impl Task for EncodeWalSegmentFile {
                 let length = tail.len().min(bytes.len());
                 tail[..length].copy_from_slice(&bytes[bytes.len() - length..]);
             }
-        }
-        drop(mapped);
-        let after = Identity::of(&file).map_err(|e| io_failure(&self.path, e))?;
-        if after != encoded.identity {
-            return Err(to_napi(CoreError::new(
+        } else if self.summarize {
+            encoded.summary = Some(Err(CoreError::new(
                 ErrorCode::WalInvalid,
-                format!(
-                    "{} changed while it was being read; nothing was archived (PostgreSQL retries)",
-                    self.path
-                ),
+                "not a whole segment".to_owned(),
             )));
         }
+        drop(bytes);
+        unchanged_since(&file, &self.path, &encoded.identity)?;
         Ok(encoded)
     }
 
     fn resolve(&mut self, _env: Env, encoded: Self::Output) -> Result<Self::JsValue> {
-        let id = encoded.identity;
-        let (summary, summary_error) = match encoded.summary {
-            Ok(summary) => (Some(convert(summary)), None),
-            Err(err) => (None, Some(err.to_string())),
-        };
+        let (summary, summary_error) = summary_fields(encoded.summary);
         Ok(EncodedWalSegment {
-            stat: WalFileStat {
-                size: BigInt::from(id.size),
-                dev: BigInt::from(id.dev),
-                ino: BigInt::from(id.ino),
-                mtime_ns: BigInt::from(id.mtime_ns),
-                ctime_ns: BigInt::from(id.ctime_ns),
-            },
+            stat: stat_of(&encoded.identity),
             head: Buffer::from(encoded.head),
             // A segment is at most 1 GiB, and so is its frame (frame::MAX_RAW_BYTES).
             zero_from: encoded.zero_from as u32,
@@ -195,10 +162,90 @@ impl Task for EncodeWalSegmentFile {
     }
 }
 
+/// A file's bytes: mapped, or read where the filesystem cannot map files.
+enum FileBytes {
+    Mapped(memmap2::Mmap),
+    Read(Vec<u8>),
+}
+
+impl std::ops::Deref for FileBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            FileBytes::Mapped(map) => map,
+            FileBytes::Read(buffer) => buffer,
+        }
+    }
+}
+
+/// The file's bytes, mapped; the first `read_length` of them when it cannot be mapped.
+fn file_bytes(file: &File, path: &str, read_length: usize) -> Result<FileBytes> {
+    // SAFETY: PostgreSQL writes a segment whole before it marks it ready and neither truncates
+    // nor rewrites it until it is archived (afterwards it renames or removes it, which leaves a
+    // mapping intact); a change during the read is caught by comparing the file's identity before
+    // and after. A truncation meanwhile would end this process with SIGBUS before anything is
+    // marked archived: PostgreSQL asks again.
+    match unsafe { memmap2::MmapOptions::new().populate().map(file) } {
+        Ok(map) => Ok(FileBytes::Mapped(map)),
+        Err(_) => {
+            let mut buffer = vec![0u8; read_length];
+            file.read_exact_at(&mut buffer, 0)
+                .map_err(|e| io_failure(path, e))?;
+            Ok(FileBytes::Read(buffer))
+        }
+    }
+}
+
+/// WAL_INVALID when the file's identity is no longer `before`.
+fn unchanged_since(file: &File, path: &str, before: &Identity) -> Result<()> {
+    let after = Identity::of(file).map_err(|e| io_failure(path, e))?;
+    if after != *before {
+        return Err(to_napi(CoreError::new(
+            ErrorCode::WalInvalid,
+            format!(
+                "{path} changed while it was being read; nothing was archived (PostgreSQL retries)"
+            ),
+        )));
+    }
+    Ok(())
+}
+
+fn summarize(
+    bytes: &[u8],
+    context: &SegmentContext,
+    previous: Option<&[u8]>,
+) -> std::result::Result<wal::SegmentSummary, CoreError> {
+    match previous {
+        Some(previous) => wal::summarize_segment_with_previous(bytes, context, previous),
+        None => wal::summarize_segment(bytes, context),
+    }
+}
+
+fn summary_fields(
+    summary: Option<std::result::Result<wal::SegmentSummary, CoreError>>,
+) -> (Option<WalSegmentSummary>, Option<String>) {
+    match summary {
+        Some(Ok(summary)) => (Some(convert(summary)), None),
+        Some(Err(err)) => (None, Some(err.to_string())),
+        None => (None, None),
+    }
+}
+
+fn stat_of(id: &Identity) -> WalFileStat {
+    WalFileStat {
+        size: BigInt::from(id.size),
+        dev: BigInt::from(id.dev),
+        ino: BigInt::from(id.ino),
+        mtime_ns: BigInt::from(id.mtime_ns),
+        ctime_ns: BigInt::from(id.ctime_ns),
+    }
+}
+
 /// Reads the WAL segment file open at `fd` (its path for messages) by mapping it, and, when it is
-/// a whole segment of `context`: summarises it (`previous` as for `summarize_wal_segment`; a
-/// failure is returned as `summaryError`, not thrown), compresses it without its trailing zeros
-/// into one frame at zstd `level` (or -1, see `wal::compression_level`) at the start of `room`
+/// a whole segment of `context`: summarises it when `encoding.summarize` (`previous` as for
+/// `summarize_wal_segment`; a failure is returned as `summaryError`, not thrown), compresses it
+/// without its trailing zeros into one frame at `encoding.level` at the start of `room`
 /// (at least `frameBound(segmentSize)` long), and copies its last `tail.length` bytes into
 /// `tail`. WAL_INVALID when the file changed while it was read. The caller checks the header
 /// (`head`) before storing anything.
@@ -207,7 +254,7 @@ pub fn encode_wal_segment_file(
     fd: i32,
     path: String,
     context: WalSegmentContext,
-    level: i32,
+    encoding: WalSegmentEncoding,
     previous: Option<Buffer>,
     room: Buffer,
     tail: Option<Buffer>,
@@ -224,9 +271,91 @@ pub fn encode_wal_segment_file(
         fd,
         path,
         context,
-        level,
+        level: encoding.level,
+        summarize: encoding.summarize,
         previous,
         room,
         tail,
+    }))
+}
+
+#[napi(object)]
+pub struct WalSegmentEncoding {
+    /// zstd level (or -1, see `wal::compression_level`).
+    pub level: i32,
+    /// Summarise the segment now (else it is left for later).
+    pub summarize: bool,
+}
+
+#[napi(object)]
+pub struct SummarizedWalSegmentFile {
+    /// The file's identity, the same before and after it was read.
+    pub stat: WalFileStat,
+    pub summary: Option<WalSegmentSummary>,
+    /// Why there is no summary (`CODE: message`).
+    pub summary_error: Option<String>,
+}
+
+pub struct SummarizeWalSegmentFile {
+    fd: i32,
+    path: String,
+    context: SegmentContext,
+    previous: Option<Buffer>,
+}
+
+impl Task for SummarizeWalSegmentFile {
+    type Output = (
+        Identity,
+        std::result::Result<wal::SegmentSummary, CoreError>,
+    );
+    type JsValue = SummarizedWalSegmentFile;
+
+    fn compute(&mut self) -> Result<Self::Output> {
+        // The descriptor belongs to the JavaScript caller, which keeps it open until this resolves.
+        let file = ManuallyDrop::new(unsafe { File::from_raw_fd(self.fd) });
+        let before = Identity::of(&file).map_err(|e| io_failure(&self.path, e))?;
+        let length = self.context.segment_size as usize;
+        if before.size != length as u64 {
+            return Err(to_napi(CoreError::new(
+                ErrorCode::WalInvalid,
+                format!(
+                    "{} is {} bytes, not a whole segment",
+                    self.path, before.size
+                ),
+            )));
+        }
+        let bytes = file_bytes(&file, &self.path, length)?;
+        let summary = summarize(&bytes, &self.context, self.previous.as_deref());
+        drop(bytes);
+        unchanged_since(&file, &self.path, &before)?;
+        Ok((before, summary))
+    }
+
+    fn resolve(&mut self, _env: Env, (identity, summary): Self::Output) -> Result<Self::JsValue> {
+        let (summary, summary_error) = summary_fields(Some(summary));
+        Ok(SummarizedWalSegmentFile {
+            stat: stat_of(&identity),
+            summary,
+            summary_error,
+        })
+    }
+}
+
+/// Summarises the whole-segment file open at `fd` (its path for messages) by mapping it:
+/// `encode_wal_segment_file`'s summary, for a segment pushed without one. `previous` as for
+/// `summarize_wal_segment`; a summary failure is returned as `summaryError`. WAL_INVALID when the
+/// file is not a whole segment of `context` or changed while it was read.
+#[napi(ts_return_type = "Promise<SummarizedWalSegmentFile>")]
+pub fn summarize_wal_segment_file(
+    fd: i32,
+    path: String,
+    context: WalSegmentContext,
+    previous: Option<Buffer>,
+) -> Result<AsyncTask<SummarizeWalSegmentFile>> {
+    Ok(AsyncTask::new(SummarizeWalSegmentFile {
+        fd,
+        path,
+        context: segment_context(&context)?,
+        previous,
     }))
 }
