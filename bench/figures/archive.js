@@ -2,7 +2,7 @@
 // archive_command fails ('/bin/false'); then it is switched (ALTER SYSTEM + pg_reload_conf) to the
 // command measured, and the time until pg_stat_archiver.archived_count has advanced by the backlog is
 // taken on the server's connection, polled every 10 ms.
-import { mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { quoteLiteral } from '../lib/cluster.js';
@@ -30,6 +30,43 @@ export const DRAIN_LABEL = {
 async function stopArchiveDaemons(world) {
   const left = await killProcessesUnder(world.dir, { select: (p) => p.cmdline.includes(' archive-daemon ') });
   if (left.length > 0) log(`killed ${left.length} archive daemons that ignored SIGTERM`);
+}
+
+/** Segment objects (`<timeline dir>/<name>.zst`) in a directory repository. */
+function storedSegments(repoDir) {
+  const wal = join(repoDir, 'wal');
+  if (!existsSync(wal)) return new Set();
+  return new Set(
+    readdirSync(wal)
+      .filter((timeline) => statSync(join(wal, timeline)).isDirectory())
+      .flatMap((timeline) => readdirSync(join(wal, timeline)).filter((f) => /^[0-9A-F]{24}\.zst$/.test(f)).map((f) => join(timeline, f))),
+  );
+}
+
+/**
+ * After a pgforever drain: the segments it stored without a summary (the daemon defers them while a
+ * backlog drains) and the seconds and machine CPU until the daemon has stored all of theirs. Polls
+ * for the summary objects every 20 ms.
+ */
+async function summariesRecorded(repoDir, before, deadlineMs) {
+  const cpu0 = busyCpuSeconds();
+  const t0 = process.hrtime.bigint();
+  const { loadWalDescription } = await import('../../dist/wal/repository.js');
+  const { Repository } = await import('../../dist/repo/index.js');
+  const { PosixStorage } = await import('../../dist/storage/posix.js');
+  const repo = await Repository.open(new PosixStorage(repoDir));
+  const drained = [...storedSegments(repoDir)].filter((key) => !before.has(key));
+  const deferred = [];
+  for (const key of drained) {
+    const description = await loadWalDescription(repo, `wal/${key}`, statSync(join(repoDir, 'wal', key)).size);
+    if (description.summary === undefined) deferred.push(join(repoDir, 'wal', key.replace(/\.zst$/, '.summary.zst')));
+  }
+  const deadline = Date.now() + deadlineMs;
+  while (!deferred.every((path) => existsSync(path))) {
+    if (Date.now() > deadline) throw new Error(`summaries of ${deferred.filter((p) => !existsSync(p)).length} segments not recorded in ${deadlineMs / 1000} s`);
+    await delay(20);
+  }
+  return { segments: drained.length, deferred: deferred.length, seconds: Number(process.hrtime.bigint() - t0) / 1e9, cpuSeconds: busyCpuSeconds() - cpu0 };
 }
 
 /** Fills the backlog: WAL written while archiving fails, until `segments` are waiting. */
@@ -124,10 +161,17 @@ export async function archiveDrain(ctx) {
       // Dirty pages of the filling (and of the previous command's output) are not this command's cost.
       await world.cluster.query('CHECKPOINT');
       try {
+        const before = name === 'pgforever' ? storedSegments(pgforever.repo) : undefined;
         const { seconds, cpuSeconds } = await drain(world, commands[name], backlog, 30 * 60_000);
         const cpuMsPerSegment = (cpuSeconds * 1000) / backlog;
-        samples[name].push({ backlog, seconds, perSecond: backlog / seconds, cpuMsPerSegment });
+        const sample = { backlog, seconds, perSecond: backlog / seconds, cpuMsPerSegment };
         log(`drain ${name}: ${backlog} segments in ${seconds.toFixed(2)} s (${(backlog / seconds).toFixed(1)}/s), ${cpuMsPerSegment.toFixed(1)} ms of CPU a segment`);
+        if (before) {
+          const later = await summariesRecorded(pgforever.repo, before, 10 * 60_000);
+          sample.summaries = { ...later, cpuMsPerDeferred: later.deferred > 0 ? (later.cpuSeconds * 1000) / later.deferred : 0 };
+          log(`drain pgforever: ${later.deferred} of ${later.segments} segments stored without a summary, all summarised ${later.seconds.toFixed(2)} s after the drain (${sample.summaries.cpuMsPerDeferred.toFixed(1)} ms of CPU each)`);
+        }
+        samples[name].push(sample);
       } catch (error) {
         if (name !== 'pgforever') throw error;
         reasons[name] = reasonOf(error);
@@ -156,6 +200,16 @@ export async function archiveDrain(ctx) {
           max: Math.max(...s.map((x) => x.perSecond)),
           cpuMsPerSegment: median(s.map((x) => x.cpuMsPerSegment)),
           samples: s.length,
+          ...(s[0].summaries
+            ? {
+                summaries: {
+                  deferred: median(s.map((x) => x.summaries.deferred)),
+                  segments: median(s.map((x) => x.summaries.segments)),
+                  seconds: median(s.map((x) => x.summaries.seconds)),
+                  cpuMsPerDeferred: median(s.map((x) => x.summaries.cpuMsPerDeferred)),
+                },
+              }
+            : {}),
         }
       : { reason: reasons[name] ?? 'not measured' };
   }

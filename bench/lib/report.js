@@ -187,6 +187,14 @@ export function renderArchive(r, meta) {
     '(user, system and interrupts from /proc/stat, not idle, I/O wait or steal) from the reload until the backlog is archived, over the',
     'backlog: the command with its daemons, PostgreSQL\'s archiver and this polling (the last two alike for every command); median of the rounds.',
   );
+  const later = r.pgforever?.summaries;
+  if (later) {
+    out.push(
+      '',
+      `pgforever's daemon stores the segments it pushes beside others without their WAL summary and summarises them once the backlog is gone: ${later.deferred}`,
+      `of ${later.segments} segments here, all summarised ${sec(later.seconds)} s after the drain, ${later.cpuMsPerDeferred.toFixed(1)} ms of machine CPU each (medians; not in the figures above).`,
+    );
+  }
   return out.join('\n');
 }
 
