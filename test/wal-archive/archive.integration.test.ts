@@ -305,17 +305,32 @@ describe('archiving through what archive-command prints (PostgreSQL 15)', () => 
     expect((await archivedCopy(partial)).equals(await readFile(join(standby.pgdata, 'pg_wal', partial)))).toBe(true);
   });
 
-  it('pushes ready files ahead only while PostgreSQL keeps asking', async () => {
-    // archive_command switched away (a planned outage): segments pile up as .ready.
+  /**
+   * Switches archive_command away (a planned outage) and writes `segments` segments of `rows` rows
+   * each, which pile up as .ready; their names.
+   */
+  const pileUp = async (segments: number, rows: number): Promise<string[]> => {
     await cluster.query(`ALTER SYSTEM SET archive_command = '/bin/false'`);
     await cluster.query('SELECT pg_reload_conf()');
     const names: string[] = [];
-    for (let i = 0; i < 3; i++) {
-      await cluster.query(`INSERT INTO filler SELECT g, 'outage ${i}' FROM generate_series(1, 100) g`);
+    for (let i = 0; i < segments; i++) {
+      await cluster.query(`INSERT INTO filler SELECT g, 'outage ${i}' FROM generate_series(1, ${rows}) g`);
       names.push(await cluster.switchWal());
     }
     const status = join(cluster.pgdata, 'pg_wal', 'archive_status');
     await waitFor(async () => names.every((n) => existsSync(join(status, `${n}.ready`))), { what: 'the segments to be ready' });
+    return names;
+  };
+
+  /** archive_command back to pgforever, until it has archived `last`. */
+  const resumeArchiving = async (last: string) => {
+    await cluster.query(`ALTER SYSTEM SET archive_command = '${commands.archive_command.replace(/'/g, "''")}'`);
+    await cluster.query('SELECT pg_reload_conf()');
+    await cluster.waitForArchived(last, { deadlineMs: 60_000 });
+  };
+
+  it('pushes ready files ahead only while PostgreSQL keeps asking', async () => {
+    const names = await pileUp(3, 100);
     const side = await Repository.init(new PosixStorage(join(scratch, 'ahead')), { ...repo.config, compressLevel: 1 });
     const log = createLogger('silent');
     const path = (name: string) => join(cluster.pgdata, 'pg_wal', name);
@@ -331,22 +346,11 @@ describe('archiving through what archive-command prints (PostgreSQL 15)', () => 
     await asked.push(path(names[0]!));
     await asked.settle();
     expect([await stored(names[1]!), await stored(names[2]!)]).toEqual([true, true]);
-
-    await cluster.query(`ALTER SYSTEM SET archive_command = '${commands.archive_command.replace(/'/g, "''")}'`);
-    await cluster.query('SELECT pg_reload_conf()');
-    await cluster.waitForArchived(names[2]!, { deadlineMs: 60_000 });
+    await resumeArchiving(names[2]!);
   });
 
   it('drains a backlog without summarising (as the daemon does), then records every summary beside its segment', async () => {
-    await cluster.query(`ALTER SYSTEM SET archive_command = '/bin/false'`);
-    await cluster.query('SELECT pg_reload_conf()');
-    const names: string[] = [];
-    for (let i = 0; i < 12; i++) {
-      await cluster.query(`INSERT INTO filler SELECT g, 'backlog ${i}' FROM generate_series(1, 8000) g`);
-      names.push(await cluster.switchWal());
-    }
-    const status = join(cluster.pgdata, 'pg_wal', 'archive_status');
-    await waitFor(async () => names.every((n) => existsSync(join(status, `${n}.ready`))), { what: 'the backlog to be ready' });
+    const names = await pileUp(12, 8000);
     const side = await Repository.init(new PosixStorage(join(scratch, 'backlog')), { ...repo.config, compressLevel: 1 });
     const pusher = new WalPusher(side, { parallel: 3, log: createLogger('silent'), pushAheadWindowMs: 60_000, deferSummaries: true });
     // PostgreSQL's archiver asks for one file after another; the pusher takes the next ones along.
@@ -375,9 +379,6 @@ describe('archiving through what archive-command prints (PostgreSQL 15)', () => 
     const [lsn, , xid] = summaries[6]!.transactions.at(-1)!;
     expect(formatLsn(await locateTarget(side, { kind: 'xid', value: String(xid) }, [names[0]!]))).toBe(lsn);
     expect((await lastArchivedTransaction(side))?.segment).toBe(names.at(-1));
-
-    await cluster.query(`ALTER SYSTEM SET archive_command = '${commands.archive_command.replace(/'/g, "''")}'`);
-    await cluster.query('SELECT pg_reload_conf()');
-    await cluster.waitForArchived(names.at(-1)!, { deadlineMs: 60_000 });
+    await resumeArchiving(names.at(-1)!);
   });
 });
