@@ -78,6 +78,7 @@ export async function runArchiveDaemon(options: DaemonOptions): Promise<void> {
   // Only the lock holder gets here: a socket file left behind belongs to a dead daemon.
   await rm(spool.socketPath, { force: true });
   await fetcher.clear();
+  await pusher.resumeSummaries();
 
   let lastActivity = Date.now();
   let connections = 0;

@@ -8,8 +8,9 @@
  * A segment's summary is about a quarter of the CPU its push costs (parsing and checking every
  * record). With `deferSummaries` (the daemon), a segment pushed while others are in flight or
  * waiting is stored without one, and summarised once nothing is left to push: while a backlog
- * drains, pg_wal filling up is the risk and the archive comes first. A summary not made by then (the
- * daemon was killed) is made by whoever needs it (positions.ts).
+ * drains, pg_wal filling up is the risk and the archive comes first. The spool remembers which
+ * segments wait for one, so a daemon killed before it got to them leaves them to the next; whoever
+ * needs a summary that was never stored makes it (positions.ts).
  */
 import { open, readdir, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -249,7 +250,10 @@ export class WalPusher {
         tailKept = true;
       }
       const identity = fileIdentity(read.stat);
-      if (!summarize && outcome === 'stored' && size === segmentSize) this.unsummarized.push({ path, file, identity });
+      if (!summarize && outcome === 'stored' && size === segmentSize) {
+        await this.options.spool?.markUnsummarized(file.name, path, identity);
+        this.unsummarized.push({ path, file, identity });
+      }
       return { outcome, identity };
     } finally {
       // Nothing holds on to the compressed copy once it is stored (or refused).
@@ -265,6 +269,16 @@ export class WalPusher {
     return { segmentSize: walSegmentSize, pgMajor, timeline: parseInt(file.timeline, 16), segmentNo: segmentNumber(file.segment!, walSegmentSize), systemIdentifier };
   }
 
+  /** Takes over the segments a daemon before this one stored without their summary and left so. */
+  async resumeSummaries(): Promise<void> {
+    for (const left of (await this.options.spool?.listUnsummarized()) ?? []) {
+      const file = parseWalFileName(left.name);
+      if (file?.segment === undefined || this.unsummarized.some((u) => u.file.name === left.name)) continue;
+      this.unsummarized.push({ path: left.path, file, identity: left.identity });
+    }
+    this.summarizeDeferred();
+  }
+
   /** Summarises the segments stored without one, oldest first, while nothing is being pushed. */
   private summarizeDeferred(): void {
     if (this.summarizing !== undefined || this.unsummarized.length === 0 || this.inFlight.size > 0 || this.scanning) return;
@@ -275,8 +289,11 @@ export class WalPusher {
         if (next === undefined) break;
         try {
           await this.summarizeStored(next);
+          await this.options.spool?.markSummarized(next.file.name);
         } catch (err) {
           this.options.log.warn({ file: next.file.name, err: isPgfError(err) ? `${err.code}: ${err.message}` : String(err) }, 'summary of a segment stored without one not recorded');
+          // Kept for the next daemon unless the segment itself is gone.
+          if (isPgfError(err, 'STORAGE_NOT_FOUND')) await this.options.spool?.markSummarized(next.file.name).catch(() => undefined);
         }
       }
     })().finally(() => {
@@ -314,9 +331,13 @@ export class WalPusher {
     if (handle !== undefined) {
       try {
         if (fileIdentity(await handle.stat({ bigint: true })) === identity) {
-          const read = await summarizeWalSegmentFile(handle.fd, path, this.segmentContext(file), previous);
-          if (read.summary !== undefined) return { summary: storedSummary(read.summary) };
-          return { summaryError: read.summaryError! };
+          // WAL_INVALID: PostgreSQL recycled the file while it was read.
+          const read = await summarizeWalSegmentFile(handle.fd, path, this.segmentContext(file), previous).catch((err: unknown) => {
+            if (isPgfError(err, 'WAL_INVALID')) return undefined;
+            throw err;
+          });
+          if (read?.summary !== undefined) return { summary: storedSummary(read.summary) };
+          if (read?.summaryError !== undefined) return { summaryError: read.summaryError };
         }
       } finally {
         await handle.close();

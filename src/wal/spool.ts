@@ -9,6 +9,9 @@
  *   repository and succeeds.
  * - `prefetch/<name>`: a WAL file fetched and validated ahead of recovery's request; written under a
  *   temporary name, fsynced and renamed, so a present name is a complete file.
+ * - `unsummarized/<name>`: `<identity>\n<path>`, a segment the daemon stored without its summary
+ *   (push.ts), until the summary is stored too: a daemon started after one that was killed
+ *   summarises what it left. Not fsynced: a lost marker costs only a summary made on demand later.
  * - `pusher.lock`, `pusher.sock`, `pusher.log`: the daemon's lock, socket and output.
  *
  * The default spool is `pg_wal/pgforever/<key>` in the data directory: always writable by the
@@ -79,6 +82,7 @@ export class Spool {
     try {
       await makeDirectories(join(root, 'done'), 0o700);
       await makeDirectories(join(root, 'prefetch'), 0o700);
+      await makeDirectories(join(root, 'unsummarized'), 0o700);
     } catch (err) {
       throw new PgfError('ARCHIVE_SPOOL', `cannot create the spool ${root}: ${(err as Error).message}; give --spool a directory the server's OS user can write`, { cause: err });
     }
@@ -128,6 +132,32 @@ export class Spool {
     for (const name of await readdir(join(this.root, 'done'))) {
       if (!wanted.has(name)) await rm(this.donePath(name), { force: true });
     }
+  }
+
+  private unsummarizedPath(name: string): string {
+    return join(this.root, 'unsummarized', name);
+  }
+
+  /** Remembers a segment stored without its summary: `path` is where it was read, `identity` what it was. */
+  async markUnsummarized(name: string, path: string, identity: string): Promise<void> {
+    const temporary = this.temporary('unsummarized', name);
+    await writeFile(temporary, `${identity}\n${path}\n`, { mode: 0o600 });
+    await rename(temporary, this.unsummarizedPath(name));
+  }
+
+  async markSummarized(name: string): Promise<void> {
+    await rm(this.unsummarizedPath(name), { force: true });
+  }
+
+  /** The segments stored without their summary that no daemon has summarised yet. */
+  async listUnsummarized(): Promise<{ name: string; path: string; identity: string }[]> {
+    const found: { name: string; path: string; identity: string }[] = [];
+    for (const name of await readdir(join(this.root, 'unsummarized'))) {
+      if (name.startsWith('.')) continue;
+      const [identity, path] = (await readFile(this.unsummarizedPath(name), 'utf8').catch(() => '')).split('\n');
+      if (identity && path) found.push({ name, path, identity });
+    }
+    return found;
   }
 
   async hasPrefetched(name: string): Promise<boolean> {

@@ -5,15 +5,15 @@
  * CLI contract says.
  */
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PosixStorage } from '../../src/storage/posix.js';
-import { Repository } from '../../src/repo/index.js';
+import { keys, Repository } from '../../src/repo/index.js';
 import { parseWalFileName } from '../../src/wal/names.js';
-import { defaultSpool } from '../../src/wal/spool.js';
+import { defaultSpool, fileIdentity, Spool } from '../../src/wal/spool.js';
 import { WalPusher } from '../../src/wal/push.js';
 import { createLogger } from '../../src/log/index.js';
 import { decodeWalObject, loadWalFile, loadWalSummary, walObjectKey } from '../../src/wal/repository.js';
@@ -352,7 +352,8 @@ describe('archiving through what archive-command prints (PostgreSQL 15)', () => 
   it('drains a backlog without summarising (as the daemon does), then records every summary beside its segment', async () => {
     const names = await pileUp(12, 8000);
     const side = await Repository.init(new PosixStorage(join(scratch, 'backlog')), { ...repo.config, compressLevel: 1 });
-    const pusher = new WalPusher(side, { parallel: 3, log: createLogger('silent'), pushAheadWindowMs: 60_000, deferSummaries: true });
+    const spool = await Spool.open(join(scratch, 'backlog-spool'));
+    const pusher = new WalPusher(side, { parallel: 3, log: createLogger('silent'), spool, pushAheadWindowMs: 60_000, deferSummaries: true });
     // PostgreSQL's archiver asks for one file after another; the pusher takes the next ones along.
     for (const name of names) await pusher.push(join(cluster.pgdata, 'pg_wal', name));
     await pusher.settle();
@@ -379,6 +380,21 @@ describe('archiving through what archive-command prints (PostgreSQL 15)', () => 
     const [lsn, , xid] = summaries[6]!.transactions.at(-1)!;
     expect(formatLsn(await locateTarget(side, { kind: 'xid', value: String(xid) }, [names[0]!]))).toBe(lsn);
     expect((await lastArchivedTransaction(side))?.segment).toBe(names.at(-1));
+
+    // Every summary stored, nothing left waiting in the spool. A daemon killed before it got to a
+    // summary leaves its marker: the next one stores the summary.
+    expect(await spool.listUnsummarized()).toEqual([]);
+    const left = names.find((name, i) => i > 0 && summaries[i] !== undefined && existsSync(join(scratch, 'backlog', keys.walSummary('00000001', name))))!;
+    const leftFile = parseWalFileName(left)!;
+    const leftPath = join(cluster.pgdata, 'pg_wal', left);
+    await side.storage.delete(keys.walSummary('00000001', left));
+    const { size, dev, ino, mtimeNs, ctimeNs } = await stat(leftPath, { bigint: true });
+    await spool.markUnsummarized(left, leftPath, fileIdentity({ size, dev, ino, mtimeNs, ctimeNs }));
+    const next = new WalPusher(side, { parallel: 3, log: createLogger('silent'), spool, deferSummaries: true });
+    await next.resumeSummaries();
+    await next.settle();
+    expect(await loadWalSummary(side, leftFile)).toEqual(summaries[names.indexOf(left)]);
+    expect(await spool.listUnsummarized()).toEqual([]);
     await resumeArchiving(names.at(-1)!);
   });
 });
