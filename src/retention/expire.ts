@@ -40,10 +40,12 @@ export async function runExpire(repo: Repository, log: Logger, options: ExpireOp
     const walObjects = await listWalObjects(repo.storage);
     const ancestors = await timelineAncestors(repo);
     const walGone = unneededWal(walObjects, kept, ancestors, repo.config.walSegmentSize).sort((a, b) => (a.key < b.key ? -1 : 1));
+    // A segment's summary stored beside it goes with it, counted in bytes, not as a segment.
+    const filesGone = walGone.filter((o) => !o.key.endsWith('.summary.zst'));
     const wal = {
-      segmentsRemoved: walGone.length,
+      segmentsRemoved: filesGone.length,
       bytesRemoved: walGone.reduce((n, o) => n + o.size, 0),
-      ...(walGone.length > 0 ? { first: walGone[0]!.key, last: walGone[walGone.length - 1]!.key } : {}),
+      ...(filesGone.length > 0 ? { first: filesGone[0]!.key, last: filesGone[filesGone.length - 1]!.key } : {}),
     };
     if (options.dryRun) return { dryRun: true, backups: decision, wal };
 

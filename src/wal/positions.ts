@@ -42,7 +42,8 @@ async function loadSegment(repo: Repository, key: string): Promise<Buffer | unde
  */
 async function summaryOf(repo: Repository, segment: SegmentObject): Promise<StoredWalSummary | undefined> {
   const file = parseWalFileName(segment.name)!;
-  const stored = (await loadWalDescription(repo, segment.key, segment.size)).summary ?? (await loadWalSummary(repo, file));
+  // A damaged summary object only costs reading the segment again.
+  const stored = (await loadWalDescription(repo, segment.key, segment.size)).summary ?? (await loadWalSummary(repo, file).catch(() => undefined));
   if (stored !== undefined && stored.leadingRecordSkipped === undefined) return stored;
   const content = await loadSegment(repo, segment.key);
   const before = previousSegmentName(segment.name, repo.config.walSegmentSize);

@@ -50,7 +50,13 @@ interface Unsummarized {
   path: string;
   file: WalFileName;
   identity: string;
+  /** Failed tries so far (the repository or the file system failing). */
+  attempts: number;
 }
+
+/** After a failed try, summaries wait this long; after this many tries, the next daemon tries. */
+const summaryRetryMs = 30_000;
+const summaryAttempts = 3;
 
 /** Opens a WAL file PostgreSQL passed (%p). */
 async function openWalFile(path: string): Promise<FileHandle> {
@@ -124,6 +130,8 @@ export class WalPusher {
   /** Segments stored without their summary, oldest first. */
   private readonly unsummarized: Unsummarized[] = [];
   private summarizing: Promise<void> | undefined;
+  /** Set while summaries wait after a failed try. */
+  private summaryRetry: NodeJS.Timeout | undefined;
   private walDir: string | undefined;
   private lastRequest = 0;
   private ready: string[] = [];
@@ -138,8 +146,9 @@ export class WalPusher {
     this.aheadLeft = options.aheadLimit ?? Infinity;
   }
 
+  /** Pushing, or summaries to make (not those waiting after a failed try: their spool markers keep them for later). */
   get busy(): boolean {
-    return this.inFlight.size > 0 || this.scanning || this.summarizing !== undefined || this.unsummarized.length > 0;
+    return this.inFlight.size > 0 || this.scanning || this.summarizing !== undefined || (this.unsummarized.length > 0 && this.summaryRetry === undefined);
   }
 
   /** Archives the file at `path` (PostgreSQL's %p) and pushes ahead the ready files beside it. */
@@ -225,17 +234,17 @@ export class WalPusher {
     const config = this.repo.config;
     const segmentSize = config.walSegmentSize;
     const room = this.frameRooms.pop() ?? Buffer.allocUnsafeSlow(frameBound(segmentSize));
-    const before = previousSegmentName(file.name, segmentSize);
+    const before = summarize ? previousSegmentName(file.name, segmentSize) : undefined;
     const keptTail = before !== undefined ? this.tails.get(before) : undefined;
     if (keptTail !== undefined) this.tailReaders.set(keptTail, (this.tailReaders.get(keptTail) ?? 0) + 1);
     // The segment before is often still in flight (pushed ahead beside this one): its tail is read
     // from its file then, into memory given back once this push is done with it.
-    const tailRoom = keptTail === undefined ? this.tailRooms.pop() : undefined;
+    const tailRoom = before !== undefined && keptTail === undefined ? this.tailRooms.pop() : undefined;
     // A .partial ends its timeline: no segment follows it there.
     const ownTail = file.kind === 'segment' ? (this.tailRooms.pop() ?? Buffer.allocUnsafe(previousTailBytes)) : undefined;
     let tailKept = false;
     try {
-      const previous = keptTail ?? (await previousSegmentTail(path, segmentSize, tailRoom));
+      const previous = before === undefined ? undefined : (keptTail ?? (await previousSegmentTail(path, segmentSize, tailRoom)));
       const read = await encodeSegmentFile(path, this.segmentContext(file), summarize, { room, ...(previous !== undefined ? { previous } : {}), ...(ownTail !== undefined ? { tail: ownTail } : {}) });
       const size = Number(read.stat.size);
       validateSegmentHead(file, read.head, size, config);
@@ -251,8 +260,12 @@ export class WalPusher {
       }
       const identity = fileIdentity(read.stat);
       if (!summarize && outcome === 'stored' && size === segmentSize) {
-        await this.options.spool?.markUnsummarized(file.name, path, identity);
-        this.unsummarized.push({ path, file, identity });
+        // The segment is stored: a spool that cannot take the marker (pg_wal full) only leaves the
+        // summary to this daemon's memory.
+        await this.options.spool?.markUnsummarized(file.name, path, identity).catch((err: unknown) => {
+          this.options.log.warn({ file: file.name, err: (err as Error).message }, 'cannot note in the spool that a summary is pending');
+        });
+        this.unsummarized.push({ path, file, identity, attempts: 0 });
       }
       return { outcome, identity };
     } finally {
@@ -273,15 +286,20 @@ export class WalPusher {
   async resumeSummaries(): Promise<void> {
     for (const left of (await this.options.spool?.listUnsummarized()) ?? []) {
       const file = parseWalFileName(left.name);
+      if (file?.segment === undefined) await this.options.spool?.markSummarized(left.name);
       if (file?.segment === undefined || this.unsummarized.some((u) => u.file.name === left.name)) continue;
-      this.unsummarized.push({ path: left.path, file, identity: left.identity });
+      this.unsummarized.push({ path: left.path, file, identity: left.identity, attempts: 0 });
     }
     this.summarizeDeferred();
   }
 
-  /** Summarises the segments stored without one, oldest first, while nothing is being pushed. */
+  /**
+   * Summarises the segments stored without one, oldest first, while nothing is being pushed. A try
+   * that fails (the repository or the file system) puts the rest off for summaryRetryMs; a segment
+   * that failed summaryAttempts times is left to the next daemon (its spool marker stays).
+   */
   private summarizeDeferred(): void {
-    if (this.summarizing !== undefined || this.unsummarized.length === 0 || this.inFlight.size > 0 || this.scanning) return;
+    if (this.summarizing !== undefined || this.summaryRetry !== undefined || this.unsummarized.length === 0 || this.inFlight.size > 0 || this.scanning) return;
     this.unsummarized.sort((a, b) => archiveOrder(a.file.name, b.file.name));
     this.summarizing = (async () => {
       while (this.inFlight.size === 0 && !this.scanning) {
@@ -292,12 +310,22 @@ export class WalPusher {
           await this.options.spool?.markSummarized(next.file.name);
         } catch (err) {
           this.options.log.warn({ file: next.file.name, err: isPgfError(err) ? `${err.code}: ${err.message}` : String(err) }, 'summary of a segment stored without one not recorded');
-          // Kept for the next daemon unless the segment itself is gone.
-          if (isPgfError(err, 'STORAGE_NOT_FOUND')) await this.options.spool?.markSummarized(next.file.name).catch(() => undefined);
+          if (isPgfError(err, 'STORAGE_NOT_FOUND')) {
+            // The segment itself is gone: nothing to summarise.
+            await this.options.spool?.markSummarized(next.file.name).catch(() => undefined);
+            continue;
+          }
+          if (++next.attempts < summaryAttempts) this.unsummarized.unshift(next);
+          this.summaryRetry = setTimeout(() => {
+            this.summaryRetry = undefined;
+            this.summarizeDeferred();
+          }, summaryRetryMs).unref();
+          break;
         }
       }
     })().finally(() => {
       this.summarizing = undefined;
+      this.summarizeDeferred();
     });
   }
 
@@ -336,8 +364,10 @@ export class WalPusher {
             if (isPgfError(err, 'WAL_INVALID')) return undefined;
             throw err;
           });
-          if (read?.summary !== undefined) return { summary: storedSummary(read.summary) };
-          if (read?.summaryError !== undefined) return { summaryError: read.summaryError };
+          if (read !== undefined && fileIdentity(read.stat) === identity) {
+            if (read.summary !== undefined) return { summary: storedSummary(read.summary) };
+            if (read.summaryError !== undefined) return { summaryError: read.summaryError };
+          }
         }
       } finally {
         await handle.close();

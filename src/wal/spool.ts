@@ -149,13 +149,16 @@ export class Spool {
     await rm(this.unsummarizedPath(name), { force: true });
   }
 
-  /** The segments stored without their summary that no daemon has summarised yet. */
+  /**
+   * The segments stored without their summary that no daemon has summarised yet. Call only as the
+   * lock holder: what a killed writer left half written is removed.
+   */
   async listUnsummarized(): Promise<{ name: string; path: string; identity: string }[]> {
     const found: { name: string; path: string; identity: string }[] = [];
     for (const name of await readdir(join(this.root, 'unsummarized'))) {
-      if (name.startsWith('.')) continue;
       const [identity, path] = (await readFile(this.unsummarizedPath(name), 'utf8').catch(() => '')).split('\n');
-      if (identity && path) found.push({ name, path, identity });
+      if (!name.startsWith('.') && identity && path) found.push({ name, path, identity });
+      else await rm(this.unsummarizedPath(name), { force: true });
     }
     return found;
   }
