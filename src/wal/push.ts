@@ -5,7 +5,7 @@
  * calls find them done. Each file is read with its identity, validated, stored durably, and only
  * then marked done in the spool.
  *
- * A segment's summary is about a quarter of the CPU its push costs (parsing and checking every
+ * A segment's summary is about a fifth of the CPU its push costs (parsing and checking every
  * record). With `deferSummaries` (the daemon), a segment pushed while others are in flight or
  * waiting is stored without one, and summarised once nothing is left to push: while a backlog
  * drains, pg_wal filling up is the risk and the archive comes first. The spool remembers which
@@ -286,8 +286,11 @@ export class WalPusher {
   async resumeSummaries(): Promise<void> {
     for (const left of (await this.options.spool?.listUnsummarized()) ?? []) {
       const file = parseWalFileName(left.name);
-      if (file?.segment === undefined) await this.options.spool?.markSummarized(left.name);
-      if (file?.segment === undefined || this.unsummarized.some((u) => u.file.name === left.name)) continue;
+      if (file?.segment === undefined) {
+        await this.options.spool?.markSummarized(left.name);
+        continue;
+      }
+      if (this.unsummarized.some((u) => u.file.name === left.name)) continue;
       this.unsummarized.push({ path: left.path, file, identity: left.identity, attempts: 0 });
     }
     this.summarizeDeferred();
